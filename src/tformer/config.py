@@ -1,0 +1,193 @@
+"""One configuration for every model family, validated on creation, with the published sizes as presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+FAMILIES = ("gpt", "bert", "encoder-decoder")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+NORM_PLACEMENTS = ("post", "pre")
+POSITION_KINDS = ("learned", "sinusoidal")
+SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
+ATTENTION_IMPLEMENTATIONS = ("fused", "explicit")
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of one Transformer: the family (GPT, BERT, encoder-decoder) and its shapes."""
+
+    family: str = field(default="gpt", metadata={"help": "gpt (decoder-only), bert (encoder), encoder-decoder"})
+    vocab_size: int = field(default=50257, metadata={"help": "number of token ids"})
+    d_model: int = field(default=768, metadata={"help": "width of every hidden state"})
+    n_layers: int = field(default=12, metadata={"help": "blocks in the stack (the encoder's, for encoder-decoder)"})
+    n_decoder_layers: int | None = field(
+        default=None, metadata={"help": "decoder blocks of an encoder-decoder; None means n_layers"}
+    )
+    n_heads: int = field(default=12, metadata={"help": "attention heads; each has d_model / n_heads dimensions"})
+    d_ff: int | None = field(default=None, metadata={"help": "inner width of the feed-forward; None means 4*d_model"})
+    max_positions: int = field(default=1024, metadata={"help": "longest sequence the position table covers"})
+    positions: str = field(default="learned", metadata={"help": "learned or sinusoidal positions"})
+    sinusoidal_layout: str = field(
+        default="interleaved", metadata={"help": "interleaved sin/cos (paper) or [sin | cos] halves (Marian)"}
+    )
+    activation: str = field(default="gelu_tanh", metadata={"help": "relu, gelu (erf), gelu_tanh or silu"})
+    norm: str = field(default="pre", metadata={"help": "post-norm (paper, BERT, GPT-1) or pre-norm (GPT-2)"})
+    final_norm: bool = field(default=True, metadata={"help": "LayerNorm after the last block (pre-norm stacks)"})
+    layer_norm_eps: float = field(default=1e-5, metadata={"help": "epsilon of every LayerNorm"})
+    embedding_norm: bool = field(default=False, metadata={"help": "LayerNorm on the summed embeddings (BERT)"})
+    type_vocab_size: int = field(default=0, metadata={"help": "token-type (segment) ids; 0 means none (BERT: 2)"})
+    scale_embeddings: bool = field(default=False, metadata={"help": "multiply token embeddings by sqrt(d_model)"})
+    tie_word_embeddings: bool = field(default=True, metadata={"help": "output projection shares the input embeddings"})
+    share_encoder_decoder_embeddings: bool = field(
+        default=True, metadata={"help": "encoder and decoder read one token embedding table"}
+    )
+    final_logits_bias: bool = field(default=False, metadata={"help": "a fixed bias added to the logits (Marian)"})
+    pooler: bool = field(default=True, metadata={"help": "BERT: tanh pooler on the [CLS] state"})
+    pretraining_heads: bool = field(default=True, metadata={"help": "BERT: masked-LM and next-sentence heads"})
+    bias: bool = field(default=True, metadata={"help": "biases in the attention and feed-forward projections"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on embeddings and residual branches"})
+    attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention weights"})
+    activation_dropout: float = field(default=0.0, metadata={"help": "dropout inside the feed-forward"})
+    init_std: float = field(default=0.02, metadata={"help": "standard deviation of the normal initialisation"})
+    attention: str = field(default="fused", metadata={"help": "fused (torch SDPA) or explicit (step by step)"})
+    pad_token_id: int | None = field(default=None, metadata={"help": "padding token id"})
+    bos_token_id: int | None = field(default=None, metadata={"help": "beginning-of-sequence token id"})
+    eos_token_id: int | None = field(default=None, metadata={"help": "end-of-sequence token id"})
+    decoder_start_token_id: int | None = field(
+        default=None, metadata={"help": "first decoder input of an encoder-decoder"}
+    )
+
+    def __post_init__(self) -> None:
+        _check_choice("family", self.family, FAMILIES)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("norm", self.norm, NORM_PLACEMENTS)
+        _check_choice("positions", self.positions, POSITION_KINDS)
+        _check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
+        _check_choice("attention", self.attention, ATTENTION_IMPLEMENTATIONS)
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_positions"):
+            _check_positive(name, getattr(self, name))
+        for name in ("n_decoder_layers", "d_ff"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        if self.type_vocab_size < 0:
+            raise ValueError(f"type_vocab_size={self.type_vocab_size} must be 0 (no token types) or positive")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                f"pick n_heads among the divisors of d_model"
+            )
+        if self.positions == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"d_model={self.d_model} must be even for sinusoidal positions (sin and cos pairs)")
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name}={value} must be in [0, 1)")
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps={self.layer_norm_eps} must be positive")
+        if self.init_std <= 0:
+            raise ValueError(f"init_std={self.init_std} must be positive")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.n_decoder_layers if self.n_decoder_layers is not None else self.n_layers
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> ModelConfig:
+        return ModelConfig.from_dict({**self.to_dict(), **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
+        """The named published (or tiny test) configuration, with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+# Vaswani et al. 2017, Table 3: shared 37k BPE vocabulary, tied embeddings, post-norm, sinusoidal positions.
+_TRANSFORMER = dict(
+    family="encoder-decoder", vocab_size=37000, max_positions=1024, positions="sinusoidal",
+    sinusoidal_layout="interleaved", activation="relu", norm="post", final_norm=False, scale_embeddings=True,
+    tie_word_embeddings=True, share_encoder_decoder_embeddings=True, n_layers=6, n_decoder_layers=6,
+    pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+)
+# Radford et al. 2018: 12 post-norm blocks, 768 wide, 40,478 BPE tokens, 512 positions, GELU (tanh form).
+_GPT1 = dict(
+    family="gpt", vocab_size=40478, max_positions=512, positions="learned", activation="gelu_tanh", norm="post",
+    final_norm=False, n_layers=12, d_model=768, n_heads=12,
+)
+# Radford et al. 2019: pre-norm blocks with a final LayerNorm, 50,257 byte-level BPE tokens, 1024 positions.
+_GPT2 = dict(
+    family="gpt", vocab_size=50257, max_positions=1024, positions="learned", activation="gelu_tanh", norm="pre",
+    final_norm=True, bos_token_id=50256, eos_token_id=50256,
+)
+# Devlin et al. 2019: post-norm encoder, 30,522 WordPiece tokens, 512 positions, 2 segments, erf GELU.
+_BERT = dict(
+    family="bert", vocab_size=30522, max_positions=512, positions="learned", activation="gelu", norm="post",
+    final_norm=False, layer_norm_eps=1e-12, embedding_norm=True, type_vocab_size=2, pad_token_id=0,
+)
+_TINY = dict(d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=99, max_positions=64)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "transformer-base": {**_TRANSFORMER, "d_model": 512, "n_heads": 8, "d_ff": 2048, "dropout": 0.1,
+                         "attention_dropout": 0.0},
+    "transformer-big": {**_TRANSFORMER, "d_model": 1024, "n_heads": 16, "d_ff": 4096, "dropout": 0.3,
+                        "attention_dropout": 0.0},
+    "gpt1": _GPT1,
+    "gpt2": {**_GPT2, "n_layers": 12, "d_model": 768, "n_heads": 12},
+    "gpt2-medium": {**_GPT2, "n_layers": 24, "d_model": 1024, "n_heads": 16},
+    "gpt2-large": {**_GPT2, "n_layers": 36, "d_model": 1280, "n_heads": 20},
+    "gpt2-xl": {**_GPT2, "n_layers": 48, "d_model": 1600, "n_heads": 25},
+    "bert-base": {**_BERT, "n_layers": 12, "d_model": 768, "n_heads": 12},
+    "bert-large": {**_BERT, "n_layers": 24, "d_model": 1024, "n_heads": 16},
+    "transformer-tiny": {**_TRANSFORMER, **_TINY, "n_decoder_layers": 2},
+    "gpt1-tiny": {**_GPT1, **_TINY},
+    "gpt2-tiny": {**_GPT2, **_TINY, "bos_token_id": 98, "eos_token_id": 98},
+    "bert-tiny": {**_BERT, **_TINY},
+}
+
+# Parameter counts stated by the papers and model cards (see tests/test_config.py for the exact ones).
+PUBLISHED_PARAMETERS: dict[str, int] = {
+    "transformer-base": 65_000_000,
+    "transformer-big": 213_000_000,
+    "gpt1": 117_000_000,
+    "gpt2": 124_000_000,
+    "gpt2-medium": 355_000_000,
+    "gpt2-large": 774_000_000,
+    "gpt2-xl": 1_558_000_000,
+    "bert-base": 110_000_000,
+    "bert-large": 340_000_000,
+}

@@ -1,0 +1,1 @@
+"""Checkpoints in other formats: Hugging Face model folders in and out."""

@@ -1,0 +1,317 @@
+"""Hugging Face model folders in and out: GPT-2, GPT-1 (openai-gpt), BERT and Marian.
+
+A folder holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, or shards with an index).
+Loading maps every tensor to its tformer name (transposing GPT's Conv1D weights, joining BERT's and
+Marian's separate query/key/value projections into one), then checks shapes; saving does the reverse and
+writes a `config.json` that `transformers` reads, plus our own config under the key "tformer_config".
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from tformer.config import ModelConfig
+from tformer.interop.hf_config import config_from_hf, config_to_hf
+from tformer.layers.positions import sinusoidal_table
+from tformer.models import TransformerModel, build_model
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+# Stored by some versions of `transformers` but computed, not learned: nothing to load.
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where one tformer tensor lives in a Hugging Face checkpoint."""
+
+    parts: tuple[str, ...]  # one name, or the q/k/v (or k/v) names joined along dim 0
+    transpose: bool = False  # GPT's Conv1D stores (in, out); nn.Linear wants (out, in)
+    aliases: tuple[str, ...] = ()  # other names a tied tensor may be saved under
+    save: bool = True  # False for tensors tied to one already written
+
+
+def _linear(ours: str, theirs: str, transpose: bool = False) -> dict[str, Rule]:
+    return {f"{ours}.weight": Rule((f"{theirs}.weight",), transpose), f"{ours}.bias": Rule((f"{theirs}.bias",))}
+
+
+def _joined(ours: str, theirs: list[str]) -> dict[str, Rule]:
+    return {f"{ours}.{p}": Rule(tuple(f"{t}.{p}" for t in theirs)) for p in ("weight", "bias")}
+
+
+def _gpt_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
+    token, position = ("wte", "wpe") if model_type == "gpt2" else ("tokens_embed", "positions_embed")
+    rules = {"embeddings.token.weight": Rule((f"{token}.weight",)),
+             "embeddings.positions.weight": Rule((f"{position}.weight",))}
+    for i in range(config.n_layers):
+        ours, theirs = f"blocks.{i}", f"h.{i}"
+        rules |= _linear(f"{ours}.self_attention.qkv_proj", f"{theirs}.attn.c_attn", transpose=True)
+        rules |= _linear(f"{ours}.self_attention.out_proj", f"{theirs}.attn.c_proj", transpose=True)
+        rules |= _linear(f"{ours}.self_attention_residual.norm", f"{theirs}.ln_1")
+        rules |= _linear(f"{ours}.feedforward.fc_in", f"{theirs}.mlp.c_fc", transpose=True)
+        rules |= _linear(f"{ours}.feedforward.fc_out", f"{theirs}.mlp.c_proj", transpose=True)
+        rules |= _linear(f"{ours}.feedforward_residual.norm", f"{theirs}.ln_2")
+    if config.final_norm:
+        rules |= _linear("final_norm", "ln_f")
+    rules["lm_head.weight"] = Rule(("lm_head.weight",), aliases=(f"{token}.weight",),
+                                   save=not config.tie_word_embeddings)
+    return rules
+
+
+def _bert_rules(config: ModelConfig) -> dict[str, Rule]:
+    rules = {"embeddings.token.weight": Rule(("embeddings.word_embeddings.weight",)),
+             "embeddings.positions.weight": Rule(("embeddings.position_embeddings.weight",)),
+             "embeddings.token_type.weight": Rule(("embeddings.token_type_embeddings.weight",))}
+    rules |= _linear("embeddings.norm", "embeddings.LayerNorm")
+    for i in range(config.n_layers):
+        ours, theirs = f"blocks.{i}", f"encoder.layer.{i}"
+        rules |= _joined(f"{ours}.self_attention.qkv_proj",
+                         [f"{theirs}.attention.self.{n}" for n in ("query", "key", "value")])
+        rules |= _linear(f"{ours}.self_attention.out_proj", f"{theirs}.attention.output.dense")
+        rules |= _linear(f"{ours}.self_attention_residual.norm", f"{theirs}.attention.output.LayerNorm")
+        rules |= _linear(f"{ours}.feedforward.fc_in", f"{theirs}.intermediate.dense")
+        rules |= _linear(f"{ours}.feedforward.fc_out", f"{theirs}.output.dense")
+        rules |= _linear(f"{ours}.feedforward_residual.norm", f"{theirs}.output.LayerNorm")
+    if config.final_norm:
+        rules |= _linear("final_norm", "encoder.LayerNorm")
+    if config.pooler:
+        rules |= _linear("pooler.dense", "pooler.dense")
+    if config.pretraining_heads:
+        rules |= _linear("mlm_head.dense", "cls.predictions.transform.dense")
+        rules |= _linear("mlm_head.norm", "cls.predictions.transform.LayerNorm")
+        rules["mlm_head.bias"] = Rule(("cls.predictions.bias",), aliases=("cls.predictions.decoder.bias",))
+        rules["mlm_head.decoder.weight"] = Rule(("cls.predictions.decoder.weight",),
+                                                aliases=("embeddings.word_embeddings.weight",),
+                                                save=not config.tie_word_embeddings)
+        rules |= _linear("nsp_head", "cls.seq_relationship")
+    return rules
+
+
+def _marian_rules(config: ModelConfig) -> dict[str, Rule]:
+    shared = config.share_encoder_decoder_embeddings
+    if shared:
+        rules = {"encoder_embeddings.token.weight": Rule(("shared.weight",), aliases=("encoder.embed_tokens.weight",)),
+                 "decoder_embeddings.token.weight": Rule(("shared.weight",), aliases=("decoder.embed_tokens.weight",),
+                                                         save=False)}
+    else:
+        rules = {"encoder_embeddings.token.weight": Rule(("encoder.embed_tokens.weight",)),
+                 "decoder_embeddings.token.weight": Rule(("decoder.embed_tokens.weight",))}
+    for side, blocks, n_layers in (("encoder", "encoder_blocks", config.n_layers),
+                                   ("decoder", "decoder_blocks", config.decoder_layers)):
+        if config.positions == "learned":
+            rules[f"{side}_embeddings.positions.weight"] = Rule((f"{side}.embed_positions.weight",))
+        for i in range(n_layers):
+            ours, theirs = f"{blocks}.{i}", f"{side}.layers.{i}"
+            rules |= _joined(f"{ours}.self_attention.qkv_proj", [f"{theirs}.self_attn.{n}_proj" for n in "qkv"])
+            rules |= _linear(f"{ours}.self_attention.out_proj", f"{theirs}.self_attn.out_proj")
+            rules |= _linear(f"{ours}.self_attention_residual.norm", f"{theirs}.self_attn_layer_norm")
+            if side == "decoder":
+                rules |= _linear(f"{ours}.cross_attention.q_proj", f"{theirs}.encoder_attn.q_proj")
+                rules |= _joined(f"{ours}.cross_attention.kv_proj", [f"{theirs}.encoder_attn.{n}_proj" for n in "kv"])
+                rules |= _linear(f"{ours}.cross_attention.out_proj", f"{theirs}.encoder_attn.out_proj")
+                rules |= _linear(f"{ours}.cross_attention_residual.norm", f"{theirs}.encoder_attn_layer_norm")
+            rules |= _linear(f"{ours}.feedforward.fc_in", f"{theirs}.fc1")
+            rules |= _linear(f"{ours}.feedforward.fc_out", f"{theirs}.fc2")
+            rules |= _linear(f"{ours}.feedforward_residual.norm", f"{theirs}.final_layer_norm")
+        if config.final_norm:
+            rules |= _linear(f"{side}_final_norm", f"{side}.layer_norm")
+    target = "shared.weight" if shared else "decoder.embed_tokens.weight"
+    rules["lm_head.weight"] = Rule(("lm_head.weight",), aliases=(target,), save=not config.tie_word_embeddings)
+    if config.final_logits_bias:
+        rules["final_logits_bias"] = Rule(("final_logits_bias",))
+    return rules
+
+
+# Each model type: the prefix of its backbone tensors, and the names that sit outside that prefix (heads).
+LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "gpt2": ("transformer.", ("lm_head.",)),
+    "openai-gpt": ("transformer.", ("lm_head.",)),
+    "bert": ("bert.", ("cls.",)),
+    "marian": ("model.", ("lm_head.", "final_logits_bias")),
+}
+
+
+def checkpoint_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
+    """tformer state-dict name -> where that tensor lives in a `model_type` checkpoint (prefix removed)."""
+    if model_type in ("gpt2", "openai-gpt"):
+        return _gpt_rules(config, model_type)
+    if model_type == "bert":
+        return _bert_rules(config)
+    if model_type == "marian":
+        return _marian_rules(config)
+    raise ValueError(f"model_type {model_type!r} is not supported; tformer reads {', '.join(LAYOUTS)}")
+
+
+def _strip_prefix(state: dict[str, Tensor], model_type: str) -> dict[str, Tensor]:
+    prefix, _ = LAYOUTS[model_type]
+    out = {}
+    for name, tensor in state.items():
+        name = name.removeprefix(prefix)
+        if name.endswith(".gamma"):  # the oldest BERT checkpoints name LayerNorm weights gamma and beta
+            name = name.removesuffix(".gamma") + ".weight"
+        elif name.endswith(".beta"):
+            name = name.removesuffix(".beta") + ".bias"
+        out[name] = tensor
+    return out
+
+
+def read_checkpoint(folder: Path) -> dict[str, Tensor]:
+    """All tensors of a model folder: one weights file, or the shards its index names."""
+    for index_name in INDEX_FILES:
+        if (folder / index_name).is_file():
+            shards = sorted(set(json.loads((folder / index_name).read_text())["weight_map"].values()))
+            state: dict[str, Tensor] = {}
+            for shard in shards:
+                state |= _read_weights(folder / shard)
+            return state
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return _read_weights(folder / name)
+    raise FileNotFoundError(f"no weights in {folder}: expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}")
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint_into(model: TransformerModel, checkpoint: dict[str, Tensor], model_type: str) -> None:
+    """Copy a Hugging Face state dict into `model`, checking every name and shape."""
+    state = _strip_prefix(checkpoint, model_type)
+    rules = checkpoint_rules(model.config, model_type)
+    expected = model.state_dict()
+    used: set[str] = set()
+    loaded: dict[str, Tensor] = {}
+    for name, target in expected.items():
+        if name not in rules:
+            raise RuntimeError(f"no checkpoint rule for tformer tensor {name!r} (model_type {model_type})")
+        rule = rules[name]
+        if len(rule.parts) == 1:
+            source = next((n for n in (rule.parts[0], *rule.aliases) if n in state), None)
+            if source is None:
+                raise ValueError(f"checkpoint has no tensor {rule.parts[0]!r} (needed for {name!r}); "
+                                 f"is it a {model_type} checkpoint of this configuration?")
+            tensor, used = state[source], used | {source}
+            shown = source
+        else:
+            missing = [n for n in rule.parts if n not in state]
+            if missing:
+                raise ValueError(f"checkpoint has no tensor {missing[0]!r} (needed for {name!r})")
+            tensor, used = torch.cat([state[n] for n in rule.parts], dim=0), used | set(rule.parts)
+            shown = " + ".join(rule.parts)
+        if rule.transpose:
+            tensor = tensor.t()
+        if tuple(tensor.shape) != tuple(target.shape):
+            stored = tuple(tensor.t().shape) if rule.transpose else tuple(tensor.shape)
+            raise ValueError(f"checkpoint tensor {shown!r} has shape {stored} but the model's {name!r} needs "
+                             f"{tuple(target.t().shape) if rule.transpose else tuple(target.shape)}; "
+                             "the config.json does not describe these weights")
+        loaded[name] = tensor
+    _check_sinusoids(model.config, state, used)
+    model.load_state_dict(loaded, strict=True)
+    if "final_logits_bias" in state and not state["final_logits_bias"].any():
+        used.add("final_logits_bias")  # save_pretrained writes zeros for transformers' sake
+    unused = [n for n in state if n not in used and not n.endswith(IGNORED_SUFFIXES)]
+    if unused:
+        warnings.warn(f"{len(unused)} checkpoint tensors were not used, e.g. {unused[0]!r} "
+                      "(a task head tformer's model does not have)", stacklevel=3)
+
+
+def _check_sinusoids(config: ModelConfig, state: dict[str, Tensor], used: set[str]) -> None:
+    """Older Marian checkpoints store their sinusoid tables: make sure ours are the same numbers."""
+    if config.positions != "sinusoidal":
+        return
+    ours = sinusoidal_table(config.max_positions, config.d_model, config.sinusoidal_layout)
+    for name in ("encoder.embed_positions.weight", "decoder.embed_positions.weight"):
+        if name in state:
+            used.add(name)
+            stored = state[name].float()
+            if stored.shape != ours.shape or not torch.allclose(stored, ours, atol=1e-4):
+                raise ValueError(f"checkpoint tensor {name!r} is not the {config.sinusoidal_layout!r} sinusoid "
+                                 "table this config computes; check sinusoidal_layout and max_positions")
+
+
+def from_pretrained(path: str | PathLike[str], **overrides: object) -> TransformerModel:
+    """Load a Hugging Face (or tformer-saved) model folder: gpt2, openai-gpt, bert or marian.
+
+    `overrides` replace config fields that do not change the weights, e.g. attention="explicit".
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {str(folder)!r} does not exist; pass a folder with config.json")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{str(config_path)!r} is missing; a model folder needs config.json and weights")
+    hf_config = json.loads(config_path.read_text())
+    model_type = hf_config.get("model_type")
+    if model_type not in LAYOUTS:
+        raise ValueError(f"model_type {model_type!r} in {config_path} is not supported; "
+                         f"tformer reads {', '.join(LAYOUTS)}")
+    checkpoint = read_checkpoint(folder)
+    state = _strip_prefix(checkpoint, model_type)
+    if "tformer_config" in hf_config:
+        config = ModelConfig.from_dict(hf_config["tformer_config"])
+    else:
+        config = config_from_hf(hf_config, state)
+    if overrides:
+        config = config.replace(**overrides)
+    model = build_model(config)
+    load_checkpoint_into(model, checkpoint, model_type)
+    return model.eval()
+
+
+def model_type_of(config: ModelConfig) -> str:
+    """The Hugging Face model type whose layout a config's weights are written in."""
+    if config.family == "gpt":
+        return "gpt2" if config.norm == "pre" else "openai-gpt"
+    return "bert" if config.family == "bert" else "marian"
+
+
+def save_pretrained(model: TransformerModel, path: str | PathLike[str]) -> None:
+    """Write `model` as a Hugging Face folder: config.json and model.safetensors (tied tensors written once).
+
+    Files are written under temporary names and renamed, so an interrupted save leaves the old files intact.
+    """
+    config = model.config
+    model_type = model_type_of(config)
+    prefix, head_prefixes = LAYOUTS[model_type]
+    hf_config, differences = config_to_hf(config, model_type)
+    if differences:
+        warnings.warn(f"`transformers` will not compute the same outputs from this folder: {'; '.join(differences)} "
+                      "(tformer.from_pretrained reads it exactly)", stacklevel=2)
+    rules = checkpoint_rules(config, model_type)
+    tensors: dict[str, Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        rule = rules[name]
+        if not rule.save:
+            continue
+        tensor = tensor.detach()
+        if rule.transpose:
+            tensor = tensor.t()
+        pieces = tensor.chunk(len(rule.parts), dim=0) if len(rule.parts) > 1 else (tensor,)
+        for part, piece in zip(rule.parts, pieces):
+            full = part if part.startswith(head_prefixes) else prefix + part
+            tensors[full] = piece.contiguous().clone()
+    if model_type == "marian" and "final_logits_bias" not in tensors:
+        tensors["final_logits_bias"] = torch.zeros(1, config.vocab_size)
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    _write_atomically(folder / "config.json",
+                      lambda tmp: tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n"))
+
+
+def _write_atomically(target: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path
+    tmp = target.with_name(target.name + ".tmp")
+    write(tmp)
+    tmp.replace(target)

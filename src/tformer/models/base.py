@@ -1,0 +1,96 @@
+"""What every model family shares: weight initialisation, input checks, parameter counts, saving."""
+
+from __future__ import annotations
+
+import math
+from os import PathLike
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tformer.config import ModelConfig
+from tformer.layers.positions import LearnedPositions
+
+
+class TransformerModel(nn.Module):
+    """Base of GPT, BERT and EncoderDecoder: holds the `ModelConfig` and the shared helpers."""
+
+    config: ModelConfig
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def init_weights(self) -> None:
+        """Normal(0, init_std) for projections and embeddings, zero biases, unit LayerNorms."""
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.Embedding, LearnedPositions)):
+                nn.init.normal_(module.weight, std=std)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters, each shared tensor (tied embeddings) counted once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def save_pretrained(self, path: str | PathLike[str]) -> None:
+        """Write a Hugging Face model folder (config.json + model.safetensors) that `transformers` loads."""
+        # The checkpoint format lives in interop/ (a layer above); this method is only its front door.
+        from tformer.interop.huggingface import save_pretrained
+
+        save_pretrained(self, path)
+
+    def _check_input_ids(self, input_ids: Tensor, past_length: int = 0, name: str = "input_ids") -> None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"{name} must have shape (batch, length), got {tuple(input_ids.shape)}")
+        if input_ids.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"{name} must hold integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.numel() and not torch.compiler.is_compiling():
+            low, high = torch.aminmax(input_ids)
+            if high >= self.config.vocab_size or low < 0:
+                bad = int(high) if high >= self.config.vocab_size else int(low)
+                raise ValueError(
+                    f"token id {bad} in {name} is outside the vocabulary [0, {self.config.vocab_size}); "
+                    "use the tokenizer that belongs to this model or enlarge vocab_size"
+                )
+        total = past_length + input_ids.size(1)
+        if total > self.config.max_positions:
+            raise ValueError(
+                f"sequence length {total} is longer than the position table (max_positions="
+                f"{self.config.max_positions}); truncate the input to {self.config.max_positions} tokens"
+            )
+
+    @staticmethod
+    def _check_mask(mask: Tensor | None, expected: tuple[int, int], name: str) -> None:
+        if mask is not None and tuple(mask.shape) != expected:
+            raise ValueError(
+                f"{name} has shape {tuple(mask.shape)} but the input needs {expected} "
+                "(batch, all key positions, cached ones included); 1 marks a token, 0 padding"
+            )
+
+
+def default_position_ids(input_ids: Tensor, past_length: int = 0) -> Tensor:
+    """(batch, length) positions past_length, past_length+1, ... for every row."""
+    positions = torch.arange(past_length, past_length + input_ids.size(1), device=input_ids.device)
+    return positions.unsqueeze(0).expand_as(input_ids)
+
+
+def scale_residual_projections(model: nn.Module, n_layers: int, std: float) -> None:
+    """GPT-2's initialisation: the projections that write into the residual stream get std / sqrt(2 * layers)."""
+    for name, parameter in model.named_parameters():
+        if name.endswith(("out_proj.weight", "fc_out.weight")):
+            nn.init.normal_(parameter, std=std / math.sqrt(2 * n_layers))
+
+
+def lm_loss(logits: Tensor, labels: Tensor, shift: bool) -> Tensor:
+    """Cross-entropy over the vocabulary, -100 labels ignored; `shift` predicts token t+1 from position t."""
+    if shift:
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100)

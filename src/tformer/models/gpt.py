@@ -1,0 +1,79 @@
+"""GPT: the decoder-only Transformer (T-D), trained to predict the next token.
+
+GPT-1: post-norm blocks, no final LayerNorm. GPT-2: pre-norm blocks and a final LayerNorm. Both: learned
+positions and an output projection tied to the token embeddings.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tformer.config import ModelConfig
+from tformer.layers.attention import padding_mask
+from tformer.layers.blocks import DecoderBlock
+from tformer.layers.cache import KVCache
+from tformer.layers.embeddings import Embeddings
+from tformer.layers.positions import build_positions
+from tformer.models.base import TransformerModel, default_position_ids, lm_loss, scale_residual_projections
+from tformer.models.outputs import CausalLMOutput
+
+
+class GPT(TransformerModel):
+    """Decoder-only language model: input_ids (batch, length) -> next-token logits (batch, length, vocab)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        if config.family != "gpt":
+            raise ValueError(f"GPT needs a config with family='gpt', got family={config.family!r}")
+        super().__init__(config)
+        token = nn.Embedding(config.vocab_size, config.d_model)
+        self.embeddings = Embeddings(token, build_positions(config), scale=config.scale_embeddings,
+                                     norm_eps=config.layer_norm_eps if config.embedding_norm else None,
+                                     dropout=config.dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_norm else None
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.init_weights()
+        scale_residual_projections(self, config.n_layers, config.init_std)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = token.weight
+
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.blocks))
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
+        labels: Tensor | None = None, *, cache: KVCache | None = None, output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> CausalLMOutput:
+        """attention_mask (batch, cached + new length): 1 = token, 0 = padding. labels are shifted inside."""
+        past = cache.length if cache is not None else 0
+        self._check_input_ids(input_ids, past)
+        batch, length = input_ids.shape
+        self._check_mask(attention_mask, (batch, past + length), "attention_mask")
+        if position_ids is None:
+            position_ids = default_position_ids(input_ids, past)
+        mask = padding_mask(attention_mask) if attention_mask is not None else None
+
+        x = self.embeddings(input_ids, position_ids)
+        hidden_states: list[Tensor] = []
+        attentions: list[Tensor] = []
+        for i, block in enumerate(self.blocks):
+            if output_hidden_states:
+                hidden_states.append(x)
+            x, weights, _ = block(x, mask=mask, cache=cache.self_attention[i] if cache is not None else None,
+                                  return_weights=output_attentions)
+            if weights is not None:
+                attentions.append(weights)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if output_hidden_states:
+            hidden_states.append(x)
+
+        logits = self.lm_head(x)
+        return CausalLMOutput(
+            logits=logits,
+            loss=lm_loss(logits, labels, shift=True) if labels is not None else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            cache=cache,
+        )

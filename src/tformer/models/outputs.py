@@ -1,0 +1,57 @@
+"""What the models return: dataclasses with the names Hugging Face users know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from tformer.layers.cache import KVCache
+
+
+@dataclass
+class CausalLMOutput:
+    """GPT output. logits: (batch, length, vocab); attentions: per layer (batch, heads, queries, keys)."""
+
+    logits: Tensor
+    loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+    cache: KVCache | None = None
+
+
+@dataclass
+class BertOutput:
+    """BERT output: masked-LM logits (batch, length, vocab), NSP logits (batch, 2), encoder states."""
+
+    last_hidden_state: Tensor
+    pooled_output: Tensor | None = None
+    logits: Tensor | None = None
+    nsp_logits: Tensor | None = None
+    loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class EncoderOutput:
+    """Encoder-decoder's encoder pass: last_hidden_state (batch, source length, d_model)."""
+
+    last_hidden_state: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class Seq2SeqOutput:
+    """Encoder-decoder output: logits (batch, target length, vocab) and per-part states and attentions."""
+
+    logits: Tensor
+    loss: Tensor | None = None
+    encoder_last_hidden_state: Tensor | None = None
+    encoder_hidden_states: tuple[Tensor, ...] | None = None
+    encoder_attentions: tuple[Tensor, ...] | None = None
+    decoder_hidden_states: tuple[Tensor, ...] | None = None
+    decoder_attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
+    cache: KVCache | None = None
