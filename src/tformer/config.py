@@ -174,7 +174,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "bert-base": {**_BERT, "n_layers": 12, "d_model": 768, "n_heads": 12},
     "bert-large": {**_BERT, "n_layers": 24, "d_model": 1024, "n_heads": 16},
     "transformer-tiny": {**_TRANSFORMER, **_TINY, "n_decoder_layers": 2},
-    "gpt1-tiny": {**_GPT1, **_TINY},
+    "gpt1-tiny": {**_GPT1, **_TINY, "d_ff": None},  # GPT-1's feed-forward is always 4 * d_model
     "gpt2-tiny": {**_GPT2, **_TINY, "bos_token_id": 98, "eos_token_id": 98},
     "bert-tiny": {**_BERT, **_TINY},
 }

@@ -1,0 +1,94 @@
+"""The `tformer` command: parses arguments, calls the library, prints one line per error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
+from tformer.models import TransformerModel, build_model
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Parameters of the model a config describes, built on the meta device (no memory, no time)."""
+    with torch.device("meta"):
+        return build_model(config).num_parameters()
+
+
+def _models(args: argparse.Namespace) -> None:
+    names = list(PRESETS) if args.all else list(PUBLISHED_PARAMETERS)
+    print(f"{'preset':<18}{'family':<17}{'layers':>7}{'d_model':>9}{'heads':>7}{'parameters':>15}{'published':>12}")
+    for name in names:
+        config = ModelConfig.preset(name)
+        layers = (f"{config.n_layers}+{config.decoder_layers}" if config.family == "encoder-decoder"
+                  else str(config.n_layers))
+        published = f"{PUBLISHED_PARAMETERS[name] / 1e6:.0f}M" if name in PUBLISHED_PARAMETERS else "-"
+        print(f"{name:<18}{config.family:<17}{layers:>7}{config.d_model:>9}{config.n_heads:>7}"
+              f"{count_parameters(config):>15,}{published:>12}")
+
+
+def _forward_once(model: TransformerModel, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+    ids = torch.randint(0, model.config.vocab_size, (batch, length))
+    mask = torch.ones_like(ids)
+    mask[-1, length // 2:] = 0  # the last row is padded, as real batches are
+    with torch.no_grad():
+        if model.config.family == "encoder-decoder":
+            out = model(ids, attention_mask=mask, decoder_input_ids=ids[:, : length // 2], output_attentions=True)
+            return {"logits": tuple(out.logits.shape), "cross_attentions[0]": tuple(out.cross_attentions[0].shape)}
+        out = model(ids, attention_mask=mask, output_attentions=True)
+        shapes = {"logits": tuple(out.logits.shape), "attentions[0]": tuple(out.attentions[0].shape)}
+        if model.config.family == "bert":
+            shapes |= {"pooled_output": tuple(out.pooled_output.shape), "nsp_logits": tuple(out.nsp_logits.shape)}
+        return shapes
+
+
+def _demo(args: argparse.Namespace) -> None:
+    print("tformer demo: the published presets, then one real forward pass per family.\n")
+    _models(argparse.Namespace(all=False))
+    torch.manual_seed(0)
+    for name in args.presets:
+        config = ModelConfig.preset(name)
+        start = time.perf_counter()
+        model = build_model(config).eval()
+        built = time.perf_counter() - start
+        start = time.perf_counter()
+        shapes = _forward_once(model, batch=2, length=args.length)
+        ran = time.perf_counter() - start
+        print(f"\n{name}: {type(model).__name__}, {model.num_parameters():,} parameters "
+              f"(built in {built:.1f} s, forward in {ran:.2f} s)")
+        for key, shape in shapes.items():
+            print(f"  {key:<20} {shape}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tformer", description="The Transformer family on PyTorch.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="list the presets with their parameter counts")
+    models.add_argument("--all", action="store_true", help="include the tiny test presets")
+    models.set_defaults(run=_models)
+
+    demo = commands.add_parser("demo", help="build presets and run a forward pass through each")
+    demo.add_argument("--presets", nargs="+", default=["gpt2", "bert-base", "transformer-base"],
+                      choices=list(PRESETS), metavar="PRESET", help="presets to build and run")
+    demo.add_argument("--length", type=int, default=16, help="tokens per sequence in the forward pass")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"tformer {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
