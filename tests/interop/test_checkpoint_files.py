@@ -125,7 +125,7 @@ def test_every_family_round_trips_exactly(preset: str, tmp_path: Path) -> None:
         assert messages == []
     again = tformer.from_pretrained(tmp_path)
     assert again.config == model.config
-    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -152,7 +153,7 @@ def test_attention_weights_match_transformers(saved_reference: tuple[Case, Path]
     for name in case.attention_names:
         ours_layers, their_layers = getattr(got, name), getattr(expected, name)
         assert len(ours_layers) == len(their_layers) > 0
-        for layer, (a, b) in enumerate(zip(ours_layers, their_layers)):
+        for layer, (a, b) in enumerate(zip(ours_layers, their_layers, strict=True)):
             assert a.shape == b.shape, (name, layer)
             # Compare the rows of real queries: both libraries agree on which keys each may see.
             real = _real_positions(case, inputs) if name != "encoder_attentions" else inputs["attention_mask"].bool()
@@ -172,7 +173,7 @@ def test_hidden_states_match_transformers(saved_reference: tuple[Case, Path]) ->
     for ours_name, their_name in pairs:
         ours_states, their_states = getattr(got, ours_name), getattr(expected, their_name)
         assert len(ours_states) == len(their_states)
-        for a, b in zip(ours_states, their_states):
+        for a, b in zip(ours_states, their_states, strict=True):
             assert (a - b).abs().max() < TOLERANCE
 
 
@@ -218,5 +219,5 @@ def test_saved_by_tformer_reloads_identically(saved_reference: tuple[Case, Path]
     ours.save_pretrained(tmp_path)
     again = tformer.from_pretrained(tmp_path)
     assert again.config == ours.config
-    for (name, a), (_, b) in zip(ours.state_dict().items(), again.state_dict().items()):
+    for (name, a), (_, b) in zip(ours.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name

@@ -298,7 +298,7 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str]) -> None:
         if rule.transpose:
             tensor = tensor.t()
         pieces = tensor.chunk(len(rule.parts), dim=0) if len(rule.parts) > 1 else (tensor,)
-        for part, piece in zip(rule.parts, pieces):
+        for part, piece in zip(rule.parts, pieces, strict=True):
             full = part if part.startswith(head_prefixes) else prefix + part
             tensors[full] = piece.contiguous().clone()
     if model_type == "marian" and "final_logits_bias" not in tensors:
