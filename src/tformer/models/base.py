@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
+from tformer.layers.attention import padding_mask
 from tformer.layers.positions import LearnedPositions
 
 
@@ -74,6 +75,16 @@ class TransformerModel(nn.Module):
                 f"{name} has shape {tuple(mask.shape)} but the input needs {expected} "
                 "(batch, all key positions, cached ones included); 1 marks a token, 0 padding"
             )
+
+
+def token_mask(attention_mask: Tensor | None) -> Tensor | None:
+    """A 1/0 (batch, keys) token mask as a boolean attention mask, or None when no token is padding.
+
+    None lets attention take torch's fastest kernels (causal ones included) instead of a masked one.
+    """
+    if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
+        return None
+    return padding_mask(attention_mask)
 
 
 def default_position_ids(input_ids: Tensor, past_length: int = 0) -> Tensor:

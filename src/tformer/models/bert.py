@@ -10,12 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.attention import padding_mask
 from tformer.layers.blocks import EncoderBlock
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.feedforward import ACTIVATION_FUNCTIONS
 from tformer.layers.positions import build_positions
-from tformer.models.base import TransformerModel, default_position_ids, lm_loss
+from tformer.models.base import TransformerModel, default_position_ids, lm_loss, token_mask
 from tformer.models.outputs import BertOutput
 
 
@@ -91,7 +90,7 @@ class BERT(TransformerModel):
                              f"{self.config.type_vocab_size}); BERT uses 0 for sentence A and 1 for B")
         if position_ids is None:
             position_ids = default_position_ids(input_ids)
-        mask = padding_mask(attention_mask) if attention_mask is not None else None
+        mask = token_mask(attention_mask)
 
         x = self.embeddings(input_ids, position_ids, token_type_ids)
         hidden_states: list[Tensor] = [x]

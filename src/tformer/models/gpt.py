@@ -9,12 +9,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.attention import padding_mask
 from tformer.layers.blocks import DecoderBlock
 from tformer.layers.cache import KVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.positions import build_positions
-from tformer.models.base import TransformerModel, default_position_ids, lm_loss, scale_residual_projections
+from tformer.models.base import TransformerModel, default_position_ids, lm_loss, scale_residual_projections, token_mask
 from tformer.models.outputs import CausalLMOutput
 
 
@@ -52,7 +51,7 @@ class GPT(TransformerModel):
         self._check_mask(attention_mask, (batch, past + length), "attention_mask")
         if position_ids is None:
             position_ids = default_position_ids(input_ids, past)
-        mask = padding_mask(attention_mask) if attention_mask is not None else None
+        mask = token_mask(attention_mask)
 
         x = self.embeddings(input_ids, position_ids)
         hidden_states: list[Tensor] = []

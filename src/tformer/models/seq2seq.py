@@ -11,12 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.attention import padding_mask
 from tformer.layers.blocks import DecoderBlock, EncoderBlock
 from tformer.layers.cache import KVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.positions import build_positions
-from tformer.models.base import TransformerModel, default_position_ids, lm_loss
+from tformer.models.base import TransformerModel, default_position_ids, lm_loss, token_mask
 from tformer.models.outputs import EncoderOutput, Seq2SeqOutput
 
 
@@ -66,7 +65,7 @@ class EncoderDecoder(TransformerModel):
         """Source ids (batch, source len) -> encoder states (batch, source len, d_model)."""
         self._check_input_ids(input_ids)
         self._check_mask(attention_mask, tuple(input_ids.shape), "attention_mask")
-        mask = padding_mask(attention_mask) if attention_mask is not None else None
+        mask = token_mask(attention_mask)
         x = self.encoder_embeddings(input_ids, default_position_ids(input_ids))
         hidden_states, attentions = [x], []
         for block in self.encoder_blocks:
@@ -107,8 +106,8 @@ class EncoderDecoder(TransformerModel):
         self._check_input_ids(decoder_input_ids, past, "decoder_input_ids")
         batch, length = decoder_input_ids.shape
         self._check_mask(decoder_attention_mask, (batch, past + length), "decoder_attention_mask")
-        self_mask = padding_mask(decoder_attention_mask) if decoder_attention_mask is not None else None
-        memory_mask = padding_mask(attention_mask) if attention_mask is not None else None
+        self_mask = token_mask(decoder_attention_mask)
+        memory_mask = token_mask(attention_mask)
 
         x = self.decoder_embeddings(decoder_input_ids, default_position_ids(decoder_input_ids, past))
         hidden_states, self_attentions, cross_attentions = [x], [], []
