@@ -11,20 +11,13 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
+from tformer.data.seq2seq import shift_right
 from tformer.layers.blocks import DecoderBlock, EncoderBlock
 from tformer.layers.cache import KVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.positions import build_positions
 from tformer.models.base import TransformerModel, default_position_ids, lm_loss, token_mask
 from tformer.models.outputs import EncoderOutput, Seq2SeqOutput
-
-
-def shift_tokens_right(labels: Tensor, pad_token_id: int, decoder_start_token_id: int) -> Tensor:
-    """Teacher forcing: the decoder reads [start, y1, ..., y_{n-1}] to predict [y1, ..., yn]."""
-    shifted = labels.new_full(labels.shape, pad_token_id)
-    shifted[:, 1:] = labels[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
 class EncoderDecoder(TransformerModel):
@@ -100,7 +93,7 @@ class EncoderDecoder(TransformerModel):
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass decoder_input_ids (the target so far) or labels (the whole target)")
-            decoder_input_ids = shift_tokens_right(labels, self._pad_id(), self._start_id())
+            decoder_input_ids = shift_right(labels, self._pad_id(), self._start_id())
         memory = encoder_outputs.last_hidden_state
         past = cache.length if cache is not None else 0
         self._check_input_ids(decoder_input_ids, past, "decoder_input_ids")
