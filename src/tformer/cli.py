@@ -10,7 +10,9 @@ from collections.abc import Sequence
 import torch
 
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
+from tformer.data.prepare import prepare
 from tformer.models import TransformerModel, build_model
+from tformer.tokenization import KINDS
 
 
 def count_parameters(config: ModelConfig) -> int:
@@ -64,6 +66,12 @@ def _demo(args: argparse.Namespace) -> None:
             print(f"  {key:<20} {shape}")
 
 
+def _prepare(args: argparse.Namespace) -> None:
+    prepare(args.inputs, args.out, tokenizer=args.tokenizer or "char", tokenizer_file=args.tokenizer_file,
+            vocab_size=args.vocab_size, val_fraction=args.val_fraction, workers=args.workers,
+            strip_gutenberg=args.strip_gutenberg)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tformer", description="The Transformer family on PyTorch.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=list(PRESETS), metavar="PRESET", help="presets to build and run")
     demo.add_argument("--length", type=int, default=16, help="tokens per sequence in the forward pass")
     demo.set_defaults(run=_demo)
+
+    prep = commands.add_parser("prepare", help="tokenize text files into train.bin/val.bin (nanoGPT's format)")
+    prep.add_argument("inputs", nargs="+", metavar="INPUT", help="text files, plain or .gz, joined in this order")
+    prep.add_argument("--out", required=True, metavar="DIR", help="folder for train.bin, val.bin, tokenizer.json, "
+                      "meta.json")
+    which = prep.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tokenizer", choices=KINDS, help="train a tokenizer of this kind on the text")
+    which.add_argument("--tokenizer-file", metavar="PATH", help="use this tokenizer.json (or a folder holding one)")
+    prep.add_argument("--vocab-size", type=int, metavar="N", help="vocabulary to train (default: every character "
+                      "for char, 8192 for bpe and wordpiece, 30000 for word)")
+    prep.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="the last part of the text kept for "
+                      "validation (default: 0.1)")
+    prep.add_argument("--workers", type=int, metavar="N", help="encoding threads (default: one per CPU)")
+    prep.add_argument("--strip-gutenberg", action=argparse.BooleanOptionalAction, default=True,
+                      help="keep only the text between Project Gutenberg's START and END lines (default: on)")
+    prep.set_defaults(run=_prepare)
     return parser
 
 

@@ -1,0 +1,153 @@
+"""`tformer prepare`: nanoGPT's tinyshakespeare numbers, BPE that decodes back to the text, Gutenberg bodies,
+chunked encoding equal to whole encoding, and one-line errors for empty or missing files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tformer import Tokenizer
+from tformer.cli import main
+from tformer.data.prepare import chunks, gutenberg_body, join_texts, prepare, read_text, token_dtype
+
+GUTENBERG = (
+    "\ufeffThe Project Gutenberg eBook of A Test\r\n\r\nRelease date: 1999\r\n\r\n"
+    "*** START OF THE PROJECT GUTENBERG EBOOK A TEST ***\r\n\r\n\r\n"
+    "CHAPTER I.\r\n\r\nIt was a test, and the test was good.\r\nThe end.\r\n\r\n\r\n"
+    "*** END OF THE PROJECT GUTENBERG EBOOK A TEST ***\r\n\r\nSection 1. General Terms of Use\r\n"
+)
+BODY = "CHAPTER I.\n\nIt was a test, and the test was good.\nThe end.\n"
+
+
+def tokens(folder: Path, split: str) -> np.ndarray:
+    meta = json.loads((folder / "meta.json").read_text())
+    return np.fromfile(folder / f"{split}.bin", dtype=meta["dtype"])
+
+
+def tinyshakespeare(data_dir: Path) -> tuple[Path, str]:
+    path = data_dir / "tinyshakespeare" / "input.txt.gz"
+    return path, gzip.open(path, "rt", encoding="utf-8").read()
+
+
+def test_tinyshakespeare_char_gives_nanogpts_numbers(data_dir: Path, tmp_path: Path) -> None:
+    path, text = tinyshakespeare(data_dir)
+    meta = prepare([path], tmp_path, tokenizer="char", log=lambda _: None)
+    assert meta["vocab_size"] == 65 and meta["dtype"] == "uint16"
+    assert (meta["train_tokens"], meta["val_tokens"]) == (1_003_854, 111_540)
+    assert meta["val_fraction"] == 0.1 and meta["inputs"] == [str(path)] and meta["tokenizer"] == "char"
+    train, val = tokens(tmp_path, "train"), tokens(tmp_path, "val")
+    assert (train.size, val.size) == (1_003_854, 111_540)
+    chars = sorted(set(text))  # nanoGPT: stoi = {ch: i for i, ch in enumerate(chars)}
+    n = len(text)
+    assert train[:20].tolist() == [chars.index(c) for c in text[:20]]
+    tok = Tokenizer.from_file(tmp_path / "tokenizer.json")
+    assert tok.decode(train.tolist()) == text[:int(n * 0.9)] and tok.decode(val.tolist()) == text[int(n * 0.9):]
+
+
+def test_tinyshakespeare_bpe_8192_decodes_back_to_the_text(data_dir: Path, tmp_path: Path) -> None:
+    path, text = tinyshakespeare(data_dir)
+    started = time.perf_counter()
+    meta = prepare([path], tmp_path, tokenizer="bpe", vocab_size=8192, workers=2, log=lambda _: None)
+    seconds = time.perf_counter() - started
+    assert seconds < 30, f"prepare took {seconds:.1f} s"
+    assert meta["vocab_size"] == 8192 and meta["dtype"] == "uint16"
+    tok = Tokenizer.from_file(tmp_path)
+    train, val = tokens(tmp_path, "train"), tokens(tmp_path, "val")
+    assert (train.size, val.size) == (meta["train_tokens"], meta["val_tokens"])
+    assert tok.decode(train.tolist()) + tok.decode(val.tolist()) == text
+    cut = int(len(text) * 0.9)
+    assert train.tolist() == tok.encode(text[:cut])  # the chunks and threads change nothing
+    assert val.tolist() == tok.encode(text[cut:])
+
+
+TRICKY = ("Line one.\n\n\n  indented after blank lines\nnext  \ntrailing spaces above\n\t tab\n"
+          "It's a 'quote'\n\n東京\n🎉\nend") * 40
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "wordpiece", "word"])
+def test_chunked_encoding_equals_whole_encoding(kind: str) -> None:
+    # A plain cut at every line would not do for byte-level BPE: GPT-2's pattern keeps "\n\n" (and " \n") together.
+    tok = Tokenizer.train(iter([TRICKY]), kind=kind, vocab_size=None if kind == "char" else 300)
+    pieces = list(chunks(TRICKY, tok, size=50))
+    assert "".join(pieces) == TRICKY and len(pieces) > 20
+    whole = tok.encode(TRICKY, add_special_tokens=False)
+    assert [i for piece in pieces for i in tok.encode(piece, add_special_tokens=False)] == whole
+    if kind == "bpe":
+        lines = TRICKY.splitlines(keepends=True)
+        assert [i for line in lines for i in tok.encode(line)] != whole
+
+
+def test_gutenberg_file_keeps_only_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "book.txt.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(GUTENBERG.encode("utf-8"))
+    assert read_text(path) == BODY == gutenberg_body(GUTENBERG.removeprefix("\ufeff").replace("\r\n", "\n"))
+    assert read_text(path, strip_gutenberg=False) == GUTENBERG.removeprefix("\ufeff").replace("\r\n", "\n")
+    meta = prepare([path], tmp_path / "out", tokenizer="char", val_fraction=0.25, log=lambda _: None)
+    tok = Tokenizer.from_file(tmp_path / "out")
+    text = tok.decode(tokens(tmp_path / "out", "train").tolist()) + tok.decode(tokens(tmp_path / "out", "val").tolist())
+    assert text == BODY and meta["train_characters"] == int(len(BODY) * 0.75)
+    assert "\r" not in tok.backend.get_vocab() and "\ufeff" not in tok.backend.get_vocab()
+    assert gutenberg_body("no markers\nat all\n") == "no markers\nat all\n"
+
+
+def test_several_files_are_joined_with_one_empty_line_between(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("first file\n")
+    (tmp_path / "b.txt").write_text("second, no newline")
+    (tmp_path / "c.txt").write_text("third")
+    assert join_texts(["only\n"]) == "only\n" and join_texts(["only"]) == "only"
+    prepare([tmp_path / n for n in ("a.txt", "b.txt", "c.txt")], tmp_path / "out", tokenizer="char",
+            val_fraction=0.0, log=lambda _: None)
+    tok = Tokenizer.from_file(tmp_path / "out")
+    assert tok.decode(tokens(tmp_path / "out", "train").tolist()) == "first file\n\nsecond, no newline\n\nthird"
+    assert tokens(tmp_path / "out", "val").size == 0
+
+
+def test_token_files_switch_to_uint32_past_65536_ids() -> None:
+    assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.uint32
+
+
+def test_a_given_tokenizer_file_is_used_as_is(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("the fox and the dog\n" * 50)
+    tok = Tokenizer.train(iter(["the fox and the dog\n"]), kind="word")
+    tok.save(tmp_path / "word.json")
+    meta = prepare([tmp_path / "in.txt"], tmp_path / "out", tokenizer_file=tmp_path / "word.json", log=lambda _: None)
+    assert meta["tokenizer"] == "word" and meta["train_tokens"] + meta["val_tokens"] == 5 * 50
+    assert tokens(tmp_path / "out", "train")[:5].tolist() == tok.encode("the fox and the dog")
+
+
+def test_a_tokenizer_file_that_lacks_a_character_is_refused_by_name(tmp_path: Path) -> None:
+    Tokenizer.train(iter(["abc\n"]), kind="char").save(tmp_path / "abc.json")
+    (tmp_path / "in.txt").write_text("abcabc\nabcd\n")
+    with pytest.raises(ValueError, match="the character 'd' is not in the vocabulary"):
+        prepare([tmp_path / "in.txt"], tmp_path / "out", tokenizer_file=tmp_path / "abc.json", log=lambda _: None)
+    assert not (tmp_path / "out" / "train.bin").exists() and not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_empty_and_missing_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="the corpus is empty: .*empty.txt hold no text"):
+        prepare([tmp_path / "empty.txt"], tmp_path / "out", log=lambda _: None)
+    with pytest.raises(FileNotFoundError, match="no such input file: .*missing.txt"):
+        prepare([tmp_path / "empty.txt", tmp_path / "missing.txt"], tmp_path / "out", log=lambda _: None)
+    with pytest.raises(ValueError, match="val_fraction=1.5 is not in"):
+        prepare([tmp_path / "empty.txt"], tmp_path / "out", val_fraction=1.5, log=lambda _: None)
+    assert not (tmp_path / "out" / "train.bin").exists()
+
+
+def test_cli_prepares_and_reports_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = "To be, or not to be: that is the question.\n"
+    (tmp_path / "in.txt").write_text(line * 20)
+    assert main(["prepare", str(tmp_path / "in.txt"), "--out", str(tmp_path / "out"), "--tokenizer", "char"]) == 0
+    out = capsys.readouterr().out
+    assert "read 1 file: 860 characters (774 train, 86 val)" in out
+    assert "train.bin: 774 tokens, val.bin: 86 tokens (uint16)" in out
+    assert json.loads((tmp_path / "out" / "meta.json").read_text())["vocab_size"] == len(set(line))
+    assert main(["prepare", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "out"), "--tokenizer", "bpe"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tformer prepare: error: no such input file:") and "nope.txt" in err
