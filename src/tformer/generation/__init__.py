@@ -1,0 +1,9 @@
+"""Generation: greedy decoding, sampling and beam search / N-best on any model with a KV cache."""
+
+from tformer.generation.beam import beam_search
+from tformer.generation.generate import GenerateOutput, generate
+from tformer.generation.logits import filter_logits
+from tformer.generation.sampling import greedy_or_sample
+from tformer.generation.state import DecoderState
+
+__all__ = ["DecoderState", "GenerateOutput", "beam_search", "filter_logits", "generate", "greedy_or_sample"]

@@ -1,0 +1,81 @@
+"""Tiny random GPT-2, GPT-1 (openai-gpt) and Marian models built by `transformers`, saved, and loaded by tformer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+
+import tformer
+from tests.conftest import randomize
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 99
+MAX_POSITIONS = 64
+
+
+@dataclass
+class Pair:
+    """One random model twice: `theirs` (transformers) and `ours` (tformer, loaded from its saved folder)."""
+
+    name: str
+    theirs: Any
+    ours: Any
+    input_ids: torch.Tensor  # a batch of 2; decoder-only: row 1 is left-padded, encoder-decoder: row 1 right-padded
+    attention_mask: torch.Tensor
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.name == "marian"
+
+
+def _gpt2() -> Any:
+    config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=MAX_POSITIONS, n_embd=32, n_layer=2, n_head=4,
+                                     n_inner=48, bos_token_id=98, eos_token_id=98)
+    return transformers.GPT2LMHeadModel(config)
+
+
+def _gpt1() -> Any:
+    config = transformers.OpenAIGPTConfig(vocab_size=VOCAB, n_positions=MAX_POSITIONS, n_embd=32, n_layer=2, n_head=4)
+    return transformers.OpenAIGPTLMHeadModel(config)
+
+
+def _marian() -> Any:
+    config = transformers.MarianConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=MAX_POSITIONS,
+        activation_function="swish", scale_embedding=True, pad_token_id=1, eos_token_id=0,
+        decoder_start_token_id=1, forced_eos_token_id=None)
+    model = transformers.MarianMTModel(config)
+    with torch.no_grad():
+        model.final_logits_bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    return model
+
+
+MAKERS = {"gpt2": _gpt2, "openai-gpt": _gpt1, "marian": _marian}
+
+
+def _inputs(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.randint(2, VOCAB, (2, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    if name == "marian":
+        mask[1, 5:] = 0  # a shorter source
+    else:
+        mask[1, :3] = 0  # a shorter prompt, left-padded
+    return ids.masked_fill(mask == 0, 1), mask
+
+
+@pytest.fixture(scope="package", params=list(MAKERS), ids=list(MAKERS))
+def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    name: str = request.param
+    reference = randomize(MAKERS[name]().eval(), seed=0)
+    folder = tmp_path_factory.mktemp(f"generation-{name}")
+    reference.save_pretrained(folder)
+    auto = transformers.MarianMTModel if name == "marian" else transformers.AutoModelForCausalLM
+    theirs = auto.from_pretrained(folder).eval()
+    # transformers' generate must apply no processor of its own: only what each test passes explicitly.
+    theirs.generation_config = transformers.GenerationConfig(decoder_start_token_id=1 if name == "marian" else None)
+    return Pair(name, theirs, tformer.from_pretrained(folder), *_inputs(name))
