@@ -131,8 +131,12 @@ def test_a_tokenizer_file_that_lacks_a_character_is_refused_by_name(tmp_path: Pa
 
 def test_empty_and_missing_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n\n")
-    with pytest.raises(ValueError, match="the corpus is empty: .*empty.txt hold no text"):
+    with pytest.raises(ValueError, match="the corpus is empty: .*empty.txt holds no text; pass files"):
         prepare([tmp_path / "empty.txt"], tmp_path / "out", log=lambda _: None)
+    (tmp_path / "front-matter.txt").write_text("Title\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\n"
+                                               "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nLicence\n")
+    with pytest.raises(ValueError, match="no text between its Gutenberg START/END markers; pass --no-strip"):
+        prepare([tmp_path / "front-matter.txt"], tmp_path / "out", log=lambda _: None)
     with pytest.raises(FileNotFoundError, match="no such input file: .*missing.txt"):
         prepare([tmp_path / "empty.txt", tmp_path / "missing.txt"], tmp_path / "out", log=lambda _: None)
     with pytest.raises(ValueError, match="val_fraction=1.5 is not in"):

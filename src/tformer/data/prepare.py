@@ -163,8 +163,11 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, toke
     texts = [read_text(path, strip_gutenberg) for path in inputs]  # every file is checked before any work
     text = join_texts(texts)
     if not text.strip():
-        raise ValueError(f"the corpus is empty: {', '.join(map(str, inputs))} hold no text"
-                         + (" between the Gutenberg START/END markers" if strip_gutenberg else ""))
+        # Only blame the Gutenberg markers when the files do hold text outside them.
+        outside_markers = strip_gutenberg and any(read_text(path, False).strip() for path in inputs)
+        raise ValueError(f"the corpus is empty: {', '.join(map(str, inputs))} "
+                         + ("holds no text between its Gutenberg START/END markers; pass --no-strip-gutenberg"
+                            if outside_markers else "holds no text; pass files with text in them"))
     train_text, val_text = split_train_val(text, val_fraction)
     log(f"read {len(inputs)} file{'s' * (len(inputs) > 1)}: {len(text):,} characters "
         f"({len(train_text):,} train, {len(val_text):,} val)")
