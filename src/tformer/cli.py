@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
+from tformer.cli_generate import add_generation_commands
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
 from tformer.data.prepare import prepare
 from tformer.models import TransformerModel, build_model
@@ -101,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--strip-gutenberg", action=argparse.BooleanOptionalAction, default=True,
                       help="keep only the text between Project Gutenberg's START and END lines (default: on)")
     prep.set_defaults(run=_prepare)
+
+    add_generation_commands(commands)
     return parser
 
 

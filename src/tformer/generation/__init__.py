@@ -5,5 +5,7 @@ from tformer.generation.generate import GenerateOutput, generate
 from tformer.generation.logits import filter_logits
 from tformer.generation.sampling import greedy_or_sample
 from tformer.generation.state import DecoderState
+from tformer.generation.streamer import Streamer, TextStreamer
 
-__all__ = ["DecoderState", "GenerateOutput", "beam_search", "filter_logits", "generate", "greedy_or_sample"]
+__all__ = ["DecoderState", "GenerateOutput", "Streamer", "TextStreamer", "beam_search", "filter_logits", "generate",
+           "greedy_or_sample"]

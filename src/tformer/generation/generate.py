@@ -13,6 +13,7 @@ from tformer.generation.beam import beam_search
 from tformer.generation.logits import check_sampling_args, filter_logits
 from tformer.generation.sampling import greedy_or_sample
 from tformer.generation.state import DecoderState, can_generate, is_encoder_decoder
+from tformer.generation.streamer import Streamer
 
 
 @dataclass
@@ -36,6 +37,7 @@ def generate(
     top_k: int | None = None, top_p: float | None = None, length_penalty: float = 1.0,
     early_stopping: bool | str = False, eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None, use_cache: bool = True, seed: int | None = None, return_scores: bool = False,
+    streamer: Streamer | None = None,
 ) -> Tensor | GenerateOutput:
     """Continue input_ids (batch, length) by up to max_new_tokens: greedy decoding, sampling, beam search / N-best.
 
@@ -52,6 +54,8 @@ def generate(
       takes model.config.pad_token_id, else the first end token.
     * use_cache: keep keys and values of past positions (KV cache) instead of re-reading the whole sequence.
     * seed: sampling draws from torch.Generator().manual_seed(seed), else from torch's global generator.
+    * streamer (greedy decoding and sampling only): `streamer.put(tokens)` with each step's new tokens (rows,) as
+      they are chosen, then `streamer.end()`, e.g. `TextStreamer(tokenizer)` to print text as it comes.
     Returns token ids (batch * num_return_sequences, length), or with return_scores a `GenerateOutput`.
     """
     if not can_generate(model):
@@ -60,6 +64,9 @@ def generate(
     config = model.config
     _check_search_args(max_new_tokens, num_beams, num_return_sequences, do_sample, length_penalty, early_stopping)
     check_sampling_args(temperature, top_k, top_p)
+    if streamer is not None and num_beams > 1:
+        raise ValueError(f"a streamer gets tokens as they are chosen, which beam search (num_beams={num_beams}) "
+                         "does not do: use num_beams=1, or read the sequences when generate returns")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed={seed!r} must be an integer or None")
     _check_inputs(input_ids, attention_mask)
@@ -93,7 +100,7 @@ def generate(
     else:
         warp = partial(filter_logits, temperature=temperature, top_k=top_k, top_p=top_p) if sampling else None
         sequences, scores = greedy_or_sample(state, max_new_tokens=max_new_tokens, eos=end_tokens, pad=pad,
-                                             warp=warp, generator=generator)
+                                             warp=warp, generator=generator, streamer=streamer)
     return GenerateOutput(sequences, scores) if return_scores else sequences
 
 

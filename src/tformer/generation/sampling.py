@@ -8,17 +8,20 @@ import torch
 from torch import Tensor
 
 from tformer.generation.state import DecoderState
+from tformer.generation.streamer import Streamer
 
 
 def greedy_or_sample(
     state: DecoderState, *, max_new_tokens: int, eos: Tensor, pad: int | None,
     warp: Callable[[Tensor], Tensor] | None = None, generator: torch.Generator | None = None,
+    streamer: Streamer | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Greedy decoding (argmax each step), or, given `warp` (the sampling filter), sampling from softmax(warp(logits)).
 
     Returns the sequences (rows, prompt + new length) and each new token's log-probability (rows, new length)
     under the distribution it was chosen from. A row that has produced an end token (`eos`, (n,)) is finished:
     it gets `pad` (log-probability 0) until every row is finished or max_new_tokens are made.
+    `streamer.put(tokens)` gets each step's tokens (rows,) as they are chosen, `streamer.end()` the end.
     """
     if eos.numel() and pad is None:
         raise ValueError("finished sequences need a pad_token_id to fill them")
@@ -37,8 +40,12 @@ def greedy_or_sample(
             log_prob = torch.where(unfinished, log_prob, 0.0)
         log_probs.append(log_prob)
         state.append(next_tokens)
+        if streamer is not None:
+            streamer.put(next_tokens)
         if eos.numel():
             unfinished &= ~torch.isin(next_tokens, eos)
             if not unfinished.any():  # the one host-device sync per step: may we stop?
                 break
+    if streamer is not None:
+        streamer.end()
     return state.tokens, torch.stack(log_probs, dim=1)

@@ -1,0 +1,185 @@
+"""`tformer generate` and `tformer translate`: streamed text, N-best lists with scores, one-line errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import tformer
+from tformer import ModelConfig, Tokenizer
+from tformer.cli import main
+
+ENGLISH = ["one two three", "four five six", "seven eight nine", "ten eleven twelve"]
+GERMAN = ["eins zwei drei", "vier fünf sechs", "sieben acht neun", "zehn elf zwölf"]
+N_BEST_LINE = re.compile(r"^(\d+)\. (.*)  \(score (-?\d+\.\d+)\)$")
+
+
+def _randomize(model: tformer.TransformerModel, seed: int) -> tformer.TransformerModel:
+    """Weights far from the near-uniform initialisation, so different tokens win at different steps."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def gpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 with a byte-level BPE tokenizer (so characters split across tokens), saved as a folder."""
+    tok = Tokenizer.train(iter(["the quick brown fox jumps over the lazy dog", "Café? 🎉 naïve résumé"] * 5),
+                          kind="bpe", vocab_size=300)
+    eos = tok.eos_token_id  # <|endoftext|>
+    config = ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos)
+    folder = tmp_path_factory.mktemp("gpt")
+    _randomize(tformer.build_model(config), seed=0).save_pretrained(folder)
+    tok.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def translator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny encoder-decoder with a word tokenizer: [PAD] 0, [UNK] 1, [BOS] 2 (decoder start), [EOS] 3."""
+    tok = Tokenizer.train(iter(ENGLISH + GERMAN), kind="word")
+    config = ModelConfig.preset("transformer-tiny", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                decoder_start_token_id=tok.bos_token_id, sinusoidal_layout="halves")
+    folder = tmp_path_factory.mktemp("translator")
+    _randomize(tformer.build_model(config), seed=1).save_pretrained(folder)
+    tok.save(folder)
+    return folder
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _library(folder: Path, text: str, **kwargs: object) -> tuple[Tokenizer, tformer.generation.GenerateOutput]:
+    tok = Tokenizer.from_file(folder)
+    model = tformer.from_pretrained(folder)
+    out = tformer.generate(model, torch.tensor([tok.encode(text)]), return_scores=True, **kwargs)
+    return tok, out
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+@pytest.mark.parametrize("flags, kwargs", [
+    ([], {}),
+    (["--do-sample", "--seed", "3", "--temperature", "1.5", "--top-k", "50"],
+     dict(do_sample=True, seed=3, temperature=1.5, top_k=50)),
+    (["--no-cache"], dict(use_cache=False)),
+], ids=["greedy", "sampling", "no-cache"])
+def test_generate_streams_the_prompt_and_its_continuation(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
+                                                          flags: list[str], kwargs: dict[str, object]) -> None:
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, "Café? The", "--max-new-tokens", "12", *flags)
+    assert code == 0 and err == ""
+    tok, expected = _library(gpt_dir, "Café? The", max_new_tokens=12, **kwargs)
+    assert out == tok.decode(expected.sequences[0]) + "\n"  # the streamed pieces are the whole decode
+    assert out.startswith("Café? The") and len(out) > len("Café? The\n")
+
+
+def test_generate_default_length_fits_the_position_table(capsys: pytest.CaptureFixture[str], gpt_dir: Path) -> None:
+    prompt = " ".join(["the quick brown fox"] * 6)  # 24 tokens: 50 new ones would not fit in 64 positions
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, prompt)
+    assert code == 0 and err == ""
+    tok, expected = _library(gpt_dir, prompt, max_new_tokens=64 - len(Tokenizer.from_file(gpt_dir).encode(prompt)) + 1)
+    assert out == tok.decode(expected.sequences[0]) + "\n"
+
+
+def test_generate_with_beams_prints_ranked_sequences(capsys: pytest.CaptureFixture[str], gpt_dir: Path) -> None:
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "6",
+                          "--num-beams", "4", "--num-return-sequences", "3", "--length-penalty", "0.8")
+    assert code == 0 and err == ""
+    tok, expected = _library(gpt_dir, "the lazy", max_new_tokens=6, num_beams=4, num_return_sequences=3,
+                             length_penalty=0.8)
+    lines = out.splitlines()
+    assert len(lines) == 3
+    matches = [N_BEST_LINE.match(line) for line in lines]
+    assert all(matches)
+    assert [m.group(2) for m in matches] == tok.decode_batch(expected.sequences)
+    scores = [float(m.group(3)) for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    assert scores == pytest.approx(expected.scores.tolist(), abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- translate
+
+
+def test_translate_prints_the_translation(capsys: pytest.CaptureFixture[str], translator_dir: Path) -> None:
+    code, out, err = _run(capsys, "translate", "--model", translator_dir, "one two three", "--max-new-tokens", "8")
+    assert code == 0 and err == ""
+    tok, expected = _library(translator_dir, "one two three", max_new_tokens=8)
+    assert out == tok.decode(expected.sequences[0]) + "\n"
+    assert out.strip()  # the start token is not printed, the words are
+
+
+def test_translate_n_best_list_is_ranked_with_scores(capsys: pytest.CaptureFixture[str], translator_dir: Path) -> None:
+    code, out, err = _run(capsys, "translate", "--model", translator_dir, "four five six", "--num-beams", "3",
+                          "--num-return-sequences", "3", "--max-new-tokens", "8", "--early-stopping", "never")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert len(lines) == 3
+    matches = [N_BEST_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    assert [int(m.group(1)) for m in matches] == [1, 2, 3]
+    scores = [float(m.group(3)) for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    tok, expected = _library(translator_dir, "four five six", max_new_tokens=8, num_beams=3, num_return_sequences=3,
+                             early_stopping="never")
+    assert [m.group(2) for m in matches] == tok.decode_batch(expected.sequences)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory, translator_dir: Path) -> Path:
+    tok = Tokenizer.from_file(translator_dir)
+    folder = tmp_path_factory.mktemp("bert")
+    tformer.build_model(ModelConfig.preset("bert-tiny", vocab_size=len(tok))).save_pretrained(folder)
+    tok.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def no_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, gpt_dir: Path) -> Path:
+    folder = tmp_path_factory.mktemp("no-tokenizer")
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((gpt_dir / name).read_bytes())
+    return folder
+
+
+ERRORS = {  # case: (command line, where {gpt}, {translator}, {bert}, {no_tokenizer} are model folders; named)
+    "missing folder": (["generate", "--model", "{gpt}/nowhere", "hello"], r"model folder '.*nowhere' does not exist"),
+    "empty prompt": (["generate", "--model", "{gpt}", "  \n "], r"the prompt is empty"),
+    "long prompt": (["generate", "--model", "{gpt}", "the lazy dog " * 40],
+                    r"the prompt is \d+ tokens long but the model's position table holds 64"),
+    "too many new tokens": (["generate", "--model", "{gpt}", "the", "--max-new-tokens", "500"],
+                            r"max_new_tokens 500 exceeds the position table"),
+    "translate with a gpt": (["translate", "--model", "{gpt}", "one two"],
+                             r"holds a gpt model, but translate needs an encoder-decoder"),
+    "generate with bert": (["generate", "--model", "{bert}", "one two"], r"holds a bert model"),
+    "generate with a translator": (["generate", "--model", "{translator}", "one two"],
+                                   r"holds an encoder-decoder model.*tformer translate"),
+    "empty sentence": (["translate", "--model", "{translator}", ""], r"the sentence is empty"),
+    "no tokenizer": (["generate", "--model", "{no_tokenizer}", "the"], r"no-tokenizer\w*/tokenizer.json' is missing"),
+    "bad sampling flag": (["generate", "--model", "{gpt}", "the", "--do-sample", "--top-p", "1.5"], r"top_p=1.5"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
+                                               translator_dir: Path, bert_dir: Path, no_tokenizer_dir: Path,
+                                               case: str) -> None:
+    argv, named = ERRORS[case]
+    folders = dict(gpt=gpt_dir, translator=translator_dir, bert=bert_dir, no_tokenizer=no_tokenizer_dir)
+    code, out, err = _run(capsys, *(arg.format(**folders) for arg in argv))
+    assert code != 0
+    assert out == ""  # nothing half-printed before the error
+    assert err.count("\n") == 1 and err.startswith(f"tformer {argv[0]}: error: ")
+    assert re.search(named, err), err
