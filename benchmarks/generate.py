@@ -1,0 +1,281 @@
+"""Generation throughput of `tformer.generate` against `transformers` generate, same weights, same process.
+
+What it measures: new tokens per second of one whole `generate` call (prompt prefill included) with the KV cache
+(use_cache=True), for the `gpt2` preset in float32 and eval mode, in four rows: greedy decoding and beam search
+(num_beams=4, num_return_sequences=1), each at batch 1 and batch 8. Every row makes exactly --new-tokens new
+tokens per returned sequence from a --prompt-len-token prompt of random ids (no padding), so tokens/s is
+batch x new tokens / seconds (beam search counts the returned sequences, not the beams).
+
+How: the `transformers` model (GPT2LMHeadModel, sdpa) is built at random and loaded into tformer through
+`save_pretrained` / `tformer.from_pretrained`, as in benchmarks/forward.py (whose helpers this script imports). No
+end token may stop a sequence early: tformer gets eos_token_id=[], and the `transformers` model gets an empty
+GenerationConfig (as tests/generation/conftest.py does), so it has no eos, pad, min-length or other processor of
+its own. Before any timing, each row runs once per library (untimed; it doubles as the warm-up) and the two must
+return identical token ids of the full length, so both do the same work. Then --repeats rounds run; in each round
+every row runs once per library, the two libraries back to back (tformer first in even rounds, transformers first in
+odd ones), so the noise of a shared machine hits both alike. The headline is the median and min-max of the
+per-round ratios tformer / transformers (> 1: tformer is faster); the ratio of the two medians is shown too.
+
+The decode-bound limit: at batch 1 one decoding step has to read every weight once, so memory bandwidth bounds it.
+The script measures the read bandwidth in-process (a sum over a --bandwidth-mib float32 buffer, far larger than any
+L3; a copy is shown for reference), once before the first round and once after each round, and divides the model's
+bytes (parameters x 4, the tied lm_head counted once) by the median: the least time one step can take, hence the
+most tokens/s greedy decoding can reach at batch 1, which the greedy batch-1 rows are compared with. Progress goes
+to stderr, the table to stdout.
+
+Run (from the repository root; nothing is downloaded):
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --rows greedy-b1 --new-tokens 32 --repeats 5
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --device cuda
+
+At the defaults (all four rows, 128 new tokens after a 32-token prompt, 1 parity/warm-up run + 3 timed rounds) it
+takes about 7 minutes on a quiet 2-core CPU (one greedy batch-1 run is about 4.4 s, one beam-4 batch-8 run about
+24 s there; 20 minutes when the host was oversubscribed) and needs about 4 GB of memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import transformers
+from torch import Tensor, nn
+
+import tformer
+from forward import CASES, LIBRARIES, build_pair, cpu_model, log
+
+BYTES_PER_PARAMETER = 4  # float32
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting of the table: how many prompts and how many beams."""
+
+    name: str
+    batch: int
+    num_beams: int
+
+    @property
+    def search(self) -> str:
+        return "greedy" if self.num_beams == 1 else f"beam {self.num_beams}"
+
+
+ROWS = {row.name: row for row in (Row("greedy-b1", 1, 1), Row("greedy-b8", 8, 1),
+                                  Row("beam4-b1", 1, 4), Row("beam4-b8", 8, 4))}
+
+
+@dataclass
+class Result:
+    """Timings of one row: tokens/s per timed run, per library, in round order."""
+
+    row: Row
+    tokens_per_s: dict[str, list[float]]
+
+
+def _spread(values: list[float], digits: int) -> str:
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def generate(library: str, model: nn.Module, input_ids: Tensor, row: Row, new_tokens: int) -> Tensor:
+    """Token ids (batch, prompt + new_tokens) from one library's generate, no end token, KV cache on."""
+    attention_mask = torch.ones_like(input_ids)
+    if library == "tformer":
+        return tformer.generate(model, input_ids, attention_mask, max_new_tokens=new_tokens, num_beams=row.num_beams,
+                                num_return_sequences=1, eos_token_id=[], use_cache=True)
+    with torch.no_grad():
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens, do_sample=False, num_beams=row.num_beams,
+                              num_return_sequences=1, use_cache=True)
+
+
+def timed_generate(library: str, model: nn.Module, input_ids: Tensor, row: Row, new_tokens: int,
+                   device: torch.device) -> tuple[float, Tensor]:
+    _synchronize(device)
+    start = time.perf_counter()
+    out = generate(library, model, input_ids, row, new_tokens)
+    _synchronize(device)
+    return time.perf_counter() - start, out
+
+
+def check_same_tokens(row: Row, outputs: dict[str, Tensor], expected_shape: tuple[int, int]) -> None:
+    """Both libraries must return the same ids of the full length, or the timings would not compare the same work."""
+    for library, out in outputs.items():
+        if tuple(out.shape) != expected_shape:
+            raise RuntimeError(f"{row.name}: {library} returned shape {tuple(out.shape)}, expected {expected_shape} "
+                               "(an end token stopped it early?)")
+    ours, theirs = outputs["tformer"].cpu(), outputs["transformers"].cpu()
+    if not torch.equal(ours, theirs):
+        r, c = (ours != theirs).nonzero()[0].tolist()
+        raise RuntimeError(f"{row.name}: tformer and transformers generate different tokens (first at row {r}, "
+                           f"position {c}: {int(ours[r, c])} vs {int(theirs[r, c])}); the timings would not "
+                           "compare the same work")
+
+
+def measure_bandwidth(device: torch.device, mib: int, repeats: int = 5) -> tuple[float, float]:
+    """(read, copy) memory bandwidth in GB/s, best of `repeats`: a sum over a float32 buffer of `mib` MiB, and a
+    copy into a second one (bytes read + written). Best of a few, because a slower pass only means interference."""
+    n = mib * 2**20 // 4
+    source = torch.ones(n, dtype=torch.float32, device=device)
+    target = torch.empty_like(source)
+    read, copy = [], []
+    for _ in range(repeats + 1):  # the first pass only faults the pages in
+        _synchronize(device)
+        start = time.perf_counter()
+        source.sum()
+        _synchronize(device)
+        middle = time.perf_counter()
+        target.copy_(source)
+        _synchronize(device)
+        end = time.perf_counter()
+        read.append(4 * n / (middle - start) / 1e9)
+        copy.append(2 * 4 * n / (end - middle) / 1e9)
+    del source, target
+    return max(read[1:]), max(copy[1:])
+
+
+def run(rows: list[Row], new_tokens: int, prompt_len: int, repeats: int, device: torch.device,
+        bandwidth_mib: int) -> tuple[list[Result], list[tuple[float, float]], int]:
+    bandwidth = [measure_bandwidth(device, bandwidth_mib)]
+    log(f"memory bandwidth: read {bandwidth[-1][0]:.1f} GB/s, copy {bandwidth[-1][1]:.1f} GB/s")
+    log("gpt2: building the transformers model, saving it and loading it into tformer")
+    ours, reference = build_pair(CASES["gpt2"])
+    # transformers' generate must apply no processor of its own (no eos, pad, min length...): only what we pass.
+    reference.generation_config = transformers.GenerationConfig()
+    models = {"tformer": ours.to(device).eval(), "transformers": reference.to(device).eval()}
+    parameters = ours.num_parameters()
+    generator = torch.Generator().manual_seed(1)
+    prompts = {row.name: torch.randint(0, ours.config.vocab_size, (row.batch, prompt_len), generator=generator)
+               .to(device) for row in rows}
+
+    for row in rows:
+        outputs = {}
+        for library in LIBRARIES:
+            seconds, outputs[library] = timed_generate(library, models[library], prompts[row.name], row, new_tokens,
+                                                       device)
+            log(f"  {row.name} parity/warm-up {library:<12} {seconds:7.2f} s")
+        check_same_tokens(row, outputs, (row.batch, prompt_len + new_tokens))
+        log(f"  {row.name}: identical token ids {tuple(outputs['tformer'].shape)}")
+
+    results = [Result(row, {library: [] for library in LIBRARIES}) for row in rows]
+    for round_ in range(repeats):
+        order = LIBRARIES if round_ % 2 == 0 else LIBRARIES[::-1]
+        for result in results:
+            row = result.row
+            for library in order:
+                seconds, _ = timed_generate(library, models[library], prompts[row.name], row, new_tokens, device)
+                tokens_per_s = row.batch * new_tokens / seconds
+                result.tokens_per_s[library].append(tokens_per_s)
+                log(f"  round {round_ + 1} {row.name:<9} {library:<12} {seconds:7.2f} s  {tokens_per_s:8.2f} tokens/s")
+        bandwidth.append(measure_bandwidth(device, bandwidth_mib))
+        log(f"memory bandwidth: read {bandwidth[-1][0]:.1f} GB/s, copy {bandwidth[-1][1]:.1f} GB/s")
+    del models, ours, reference
+    gc.collect()
+    return results, bandwidth, parameters
+
+
+def format_table(results: list[Result], bandwidth: list[tuple[float, float]], parameters: int,
+                 device: torch.device, new_tokens: int, prompt_len: int, repeats: int, bandwidth_mib: int) -> str:
+    hardware = cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    lines = [
+        "## Generation tokens/s, tformer vs transformers",
+        "",
+        f"torch {torch.__version__}, transformers {transformers.__version__}, tformer {tformer.__version__}, "
+        f"Python {platform.python_version()}",
+        f"device {device.type}: {hardware}; {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}",
+        f"gpt2 preset ({parameters:,} parameters), float32, eval mode, use_cache=True; prompt {prompt_len} random "
+        f"ids, {new_tokens} new tokens, no end token; 1 parity/warm-up run + {repeats} timed rounds per library, "
+        "interleaved",
+        "",
+        "| row | search | batch | tformer tokens/s median [min–max] | transformers tokens/s median [min–max] | "
+        "ratio, per round: median [min–max] | ratio of medians |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        ours, theirs = result.tokens_per_s["tformer"], result.tokens_per_s["transformers"]
+        rounds = [a / b for a, b in zip(ours, theirs, strict=True)]
+        lines.append(f"| {result.row.name} | {result.row.search} | {result.row.batch} | {_spread(ours, 2)} | "
+                     f"{_spread(theirs, 2)} | {_spread(rounds, 2)} | "
+                     f"{statistics.median(ours) / statistics.median(theirs):.2f} |")
+    lines += ["", "tokens/s = batch x new tokens / seconds of the whole generate call (prefill included; beam search "
+              "counts returned sequences); ratio = tformer / transformers, above 1 means tformer is faster; per round: "
+              "the two adjacent runs of each round. Both libraries returned identical token ids in every row."]
+
+    read = [r for r, _ in bandwidth]
+    copy = [c for _, c in bandwidth]
+    model_bytes = parameters * BYTES_PER_PARAMETER
+    step_s = model_bytes / (statistics.median(read) * 1e9)
+    limit = 1 / step_s
+    lines += ["", f"Decode-bound limit: memory bandwidth (read: sum over a {bandwidth_mib} MiB float32 buffer, best of "
+              f"5, {len(read)} measurements) {_spread(read, 1)} GB/s (copy, read + write: {_spread(copy, 1)} GB/s); "
+              f"model {parameters:,} parameters x {BYTES_PER_PARAMETER} B = {model_bytes / 1e6:.1f} MB, so one "
+              f"batch-1 decoding step takes at least {step_s * 1e3:.1f} ms: at most {limit:.1f} tokens/s."]
+    for result in results:
+        if result.row.name == "greedy-b1":
+            ours = statistics.median(result.tokens_per_s["tformer"])
+            theirs = statistics.median(result.tokens_per_s["transformers"])
+            lines.append(f"greedy batch 1: tformer {ours:.2f} tokens/s = {100 * ours / limit:.0f} % of that limit, "
+                         f"transformers {theirs:.2f} tokens/s = {100 * theirs / limit:.0f} %.")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help=f"comma-separated rows among: {', '.join(ROWS)} (default: all)")
+    parser.add_argument("--new-tokens", type=int, default=128, help="new tokens per sequence (default: 128)")
+    parser.add_argument("--prompt-len", type=int, default=32, help="prompt tokens per sequence (default: 32)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (default: 3)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch intra-op threads (default: torch's choice, here {torch.get_num_threads()})")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--bandwidth-mib", type=int, default=1024,
+                        help="MiB of the buffer the memory bandwidth is measured on (default: 1024)")
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ROWS]
+    if unknown or not names:
+        shown = repr(unknown[0]) if unknown else "(none)"
+        parser.error(f"--rows: unknown row {shown}; choose from {', '.join(ROWS)}")
+    args.rows = [ROWS[name] for name in dict.fromkeys(names)]
+    for name in ("new_tokens", "prompt_len", "repeats", "threads", "bandwidth_mib"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')}={value} must be at least 1")
+    max_positions = tformer.ModelConfig.preset("gpt2").max_positions
+    if args.prompt_len + args.new_tokens - 1 > max_positions:
+        parser.error(f"--prompt-len {args.prompt_len} + --new-tokens {args.new_tokens} - 1 exceeds gpt2's "
+                     f"{max_positions} positions")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch build sees no CUDA device; use --device cpu")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    transformers.utils.logging.disable_progress_bar()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    started = time.perf_counter()
+    results, bandwidth, parameters = run(args.rows, args.new_tokens, args.prompt_len, args.repeats, device,
+                                         args.bandwidth_mib)
+    print(format_table(results, bandwidth, parameters, device, args.new_tokens, args.prompt_len, args.repeats,
+                       args.bandwidth_mib))
+    log(f"total wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
