@@ -133,3 +133,15 @@ def test_embedding_scale_is_sqrt_d_model() -> None:
     positions = torch.arange(2)[None]
     expected = model.encoder_embeddings.token(ids) * 32**0.5 + model.encoder_embeddings.positions(positions)
     assert torch.allclose(model.encoder_embeddings(ids, positions), expected)
+
+
+@pytest.mark.parametrize("preset", ["gpt2-tiny", "transformer-tiny"])
+def test_logits_to_keep_computes_only_the_last_positions(preset: str) -> None:
+    torch.manual_seed(0)
+    model = tformer.build_model(ModelConfig.preset(preset)).eval()
+    ids = torch.randint(3, 99, (2, 6))
+    full = _call(model, ids).logits
+    last = _call(model, ids, logits_to_keep=1).logits
+    assert last.shape == (2, 1, 99) and torch.allclose(last, full[:, -1:], atol=1e-6)
+    with pytest.raises(ValueError, match="logits_to_keep needs labels=None"):
+        _call(model, ids, logits_to_keep=1, labels=ids)

@@ -65,10 +65,11 @@ class DecoderState:
         new = self.tokens[:, start:]
         if self.encoder_outputs is not None:
             out = self.model(attention_mask=self.source_mask, decoder_input_ids=new,
-                             encoder_outputs=self.encoder_outputs, cache=self.cache)
+                             encoder_outputs=self.encoder_outputs, cache=self.cache, logits_to_keep=1)
         else:
             positions = self.positions[:, start:] if self.positions is not None else None
-            out = self.model(new, attention_mask=self.mask, position_ids=positions, cache=self.cache)
+            out = self.model(new, attention_mask=self.mask, position_ids=positions, cache=self.cache,
+                             logits_to_keep=1)
         self.cached = self.length
         return out.logits[:, -1].float()
 

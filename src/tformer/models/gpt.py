@@ -42,9 +42,12 @@ class GPT(TransformerModel):
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
         labels: Tensor | None = None, *, cache: KVCache | None = None, output_attentions: bool = False,
-        output_hidden_states: bool = False,
+        output_hidden_states: bool = False, logits_to_keep: int = 0,
     ) -> CausalLMOutput:
-        """attention_mask (batch, cached + new length): 1 = token, 0 = padding. labels are shifted inside."""
+        """attention_mask (batch, cached + new length): 1 = token, 0 = padding. labels are shifted inside.
+
+        logits_to_keep=n computes logits for the last n positions only (0: all), as generation's prefill needs.
+        """
         past = cache.length if cache is not None else 0
         self._check_input_ids(input_ids, past)
         batch, length = input_ids.shape
@@ -68,7 +71,9 @@ class GPT(TransformerModel):
         if output_hidden_states:
             hidden_states.append(x)
 
-        logits = self.lm_head(x)
+        if logits_to_keep and labels is not None:
+            raise ValueError("logits_to_keep needs labels=None: the loss reads the logits of every position")
+        logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         return CausalLMOutput(
             logits=logits,
             loss=lm_loss(logits, labels, shift=True) if labels is not None else None,

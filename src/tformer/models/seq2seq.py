@@ -79,11 +79,13 @@ class EncoderDecoder(TransformerModel):
         decoder_input_ids: Tensor | None = None, decoder_attention_mask: Tensor | None = None,
         labels: Tensor | None = None, *, encoder_outputs: EncoderOutput | None = None,
         cache: KVCache | None = None, output_attentions: bool = False, output_hidden_states: bool = False,
+        logits_to_keep: int = 0,
     ) -> Seq2SeqOutput:
         """attention_mask: source padding (1 = token); decoder_attention_mask: (batch, cached + new length).
 
         Given labels and no decoder_input_ids, the decoder reads the labels shifted right from the start token.
         Pass `encoder_outputs` (from `encode`) to skip the encoder, as generation does after its first step.
+        logits_to_keep=n computes logits for the last n decoder positions only (0: all).
         """
         if encoder_outputs is None:
             if input_ids is None:
@@ -117,7 +119,9 @@ class EncoderDecoder(TransformerModel):
         if self.decoder_final_norm is not None:
             x = hidden_states[-1] = self.decoder_final_norm(x)
 
-        logits = self.lm_head(x)
+        if logits_to_keep and labels is not None:
+            raise ValueError("logits_to_keep needs labels=None: the loss reads the logits of every position")
+        logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         if self.final_logits_bias is not None:
             logits = logits + self.final_logits_bias
         return Seq2SeqOutput(
