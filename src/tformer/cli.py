@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from tformer.cli_generate import add_generation_commands
+from tformer.cli_train import add_training_commands, split_overrides
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
 from tformer.data.prepare import prepare
 from tformer.models import TransformerModel, build_model
@@ -104,12 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(run=_prepare)
 
     add_generation_commands(commands)
+    add_training_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if extra:
+            args.overrides = split_overrides(extra)
         args.run(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"tformer {args.command}: error: {error}", file=sys.stderr)

@@ -226,6 +226,11 @@ def load_checkpoint_into(model: TransformerModel, checkpoint: dict[str, Tensor],
                       "(a task head tformer's model does not have)", stacklevel=3)
 
 
+def load_weights(model: TransformerModel, path: str | PathLike[str]) -> None:
+    """Copy the weights of a model folder (as `save_pretrained` writes it) into an existing model, exactly."""
+    load_checkpoint_into(model, read_checkpoint(Path(path)), model_type_of(model.config))
+
+
 def _check_sinusoids(config: ModelConfig, state: dict[str, Tensor], used: set[str]) -> None:
     """Older Marian checkpoints store their sinusoid tables: make sure ours are the same numbers."""
     if config.positions != "sinusoidal":
@@ -276,9 +281,11 @@ def model_type_of(config: ModelConfig) -> str:
     return "bert" if config.family == "bert" else "marian"
 
 
-def save_pretrained(model: TransformerModel, path: str | PathLike[str]) -> None:
+def save_pretrained(model: TransformerModel, path: str | PathLike[str],
+                    state_dict: dict[str, Tensor] | None = None) -> None:
     """Write `model` as a Hugging Face folder: config.json and model.safetensors (tied tensors written once).
 
+    `state_dict` (default: the model's own) lets a sharded model pass its gathered full weights.
     Files are written under temporary names and renamed, so an interrupted save leaves the old files intact.
     """
     config = model.config
@@ -290,7 +297,7 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str]) -> None:
                       "(tformer.from_pretrained reads it exactly)", stacklevel=2)
     rules = checkpoint_rules(config, model_type)
     tensors: dict[str, Tensor] = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in (model.state_dict() if state_dict is None else state_dict).items():
         rule = rules[name]
         if not rule.save:
             continue

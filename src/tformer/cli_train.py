@@ -1,0 +1,54 @@
+"""`tformer train RECIPE [--key.sub=value ...] [--print-config] [--resume]` and `tformer recipes`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tformer.training.options import OptionError, to_yaml
+from tformer.training.recipe import RECIPES_DIR, load_recipe
+
+
+def _train(args: argparse.Namespace) -> None:
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.print_config:
+        sys.stdout.write(to_yaml(recipe))
+        return
+    from tformer.training.trainer import Trainer  # torch-heavy imports only when training
+
+    trainer = Trainer(recipe)
+    try:
+        result = trainer.fit(resume=args.resume)
+    finally:
+        trainer.close()
+    if trainer.env.is_main:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.eval_metrics.items())
+        print(f"done: {result.step} steps in {result.seconds:.0f} s; eval {shown}")
+        print(f"model folder: {result.model_dir}  (tformer generate/translate --model {result.model_dir})")
+
+
+def _recipes(args: argparse.Namespace) -> None:
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        recipe = load_recipe(path)
+        print(f"{path.stem:<26}{recipe.train.objective:<17}{recipe.description}")
+
+
+def add_training_commands(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="train a model from a recipe (YAML)",
+        description="Train from a recipe. Any option can be overridden as --section.key=value "
+                    "(e.g. --train.max_steps=100 --model.config.n_layers=2); --print-config shows them all.")
+    train.add_argument("recipe", help="a recipe file, or the name of a shipped recipe (`tformer recipes`)")
+    train.add_argument("--print-config", action="store_true", help="print the full recipe with help and stop")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train.set_defaults(run=_train, overrides=[], accepts_overrides=True)
+    listing = commands.add_parser("recipes", help="list the shipped recipes")
+    listing.set_defaults(run=_recipes)
+
+
+def split_overrides(extra: list[str]) -> list[str]:
+    """The `--key.sub=value` words argparse left over; anything else is a one-line error."""
+    for word in extra:
+        if not (word.startswith("--") and "=" in word):
+            raise OptionError(f"unrecognised argument {word!r}; recipe options are written --section.key=value")
+    return extra

@@ -1,0 +1,152 @@
+"""Training checkpoints: a model folder plus everything needed to continue exactly, written atomically.
+
+RUN/checkpoints/step-00000100/
+    config.json, model.safetensors   the weights in Hugging Face layout (`tformer.from_pretrained` reads it)
+    tokenizer.json                   the run's tokenizer
+    recipe.yaml                      the full run config
+    trainer.pt                       optimizer, scheduler, data position, step counters (torch.save of tensors
+                                     and plain values only, so it loads with weights_only=True)
+    rng-rank0.pt ...                 each process's torch / CUDA / numpy / Python RNG state
+    state.json                       step and last metrics, for people
+
+A checkpoint is written into a hidden temporary folder and renamed into place when complete, so a kill at
+any moment leaves the previous checkpoints untouched; `latest_checkpoint` only ever sees complete ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tformer.interop.huggingface import load_weights, save_pretrained
+from tformer.tokenization import Tokenizer
+from tformer.training.distributed import Distributed
+
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step-{step:08d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / "trainer.pt").is_file()]
+    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                             "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer, env: Distributed) -> tuple[dict, dict]:
+    """Full (gathered) model and optimizer state dicts; under FSDP/DDP a collective every process must call."""
+    if not env.enabled:
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (get_model_state_dict(model, options=options),
+            get_optimizer_state_dict(model, optimizer, options=options))
+
+
+def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, data_state: dict[str, Any],
+                    counters: dict[str, Any], tokenizer: Tokenizer | None, recipe_yaml: str,
+                    metrics: dict[str, float], env: Distributed, keep: int = 2,
+                    before_rename: Any = None) -> Path:
+    """Write checkpoint `step` of the run (every process calls this); returns its folder.
+
+    `model` is what trains (maybe DDP / FSDP-wrapped), `inner` the TransformerModel with the config.
+    `before_rename` is called after the files are written and before the rename (tests use it to simulate a kill).
+    """
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(f".{final.name}.tmp")
+    if env.is_main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    env.barrier()
+    model_state, optimizer_state = _full_state(model, optimizer, env)
+    torch.save(rng_state(), tmp / f"rng-rank{env.rank}.pt")
+    if env.is_main:
+        save_pretrained(inner, tmp, state_dict={k.removeprefix("module."): v for k, v in model_state.items()})
+        if tokenizer is not None:
+            tokenizer.save(tmp / "tokenizer.json")
+        (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "data": data_state,
+                    "counters": counters, "world_size": env.world_size}, tmp / "trainer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **counters, "metrics": metrics}, indent=2) + "\n")
+    env.barrier()
+    if env.is_main:
+        if before_rename is not None:
+            before_rename(tmp)
+        if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    env.barrier()
+    return final
+
+
+def load_checkpoint(path: Path, *, inner: nn.Module) -> dict[str, Any]:
+    """Load the weights of checkpoint `path` into the (unwrapped) model; return the trainer state for the rest."""
+    if not (path / "trainer.pt").is_file():
+        raise FileNotFoundError(f"{path} is not a complete training checkpoint (no trainer.pt); pick another one "
+                                f"from {path.parent}")
+    load_weights(inner, path)
+    return torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+
+
+def restore_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                      env: Distributed) -> None:
+    """Load a saved full optimizer state into this process's optimizer (sharded again under FSDP)."""
+    if not env.enabled:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def restore_rng(path: Path, env: Distributed) -> None:
+    """Each process takes back its own RNG state (rank 0's when the world size changed)."""
+    own = path / f"rng-rank{env.rank}.pt"
+    set_rng_state(torch.load(own if own.is_file() else path / "rng-rank0.pt", weights_only=True))

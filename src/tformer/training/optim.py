@@ -1,0 +1,73 @@
+"""AdamW with the usual decay groups, and learning-rate schedules (warmup + cosine / linear, the paper's "Noam")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: matrices of linear layers decay; biases, norms and embeddings do not (as GPT-2 / BERT).
+
+    Tied parameters appear once (named_parameters() skips duplicates).
+    """
+    no_decay_modules = (nn.LayerNorm, nn.Embedding, nn.RMSNorm) if hasattr(nn, "RMSNorm") else (nn.LayerNorm,
+                                                                                                 nn.Embedding)
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, no_decay_modules):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, rest = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if id(parameter) in no_decay or parameter.ndim < 2 or name.endswith("bias"):
+            rest.append(parameter)
+        else:
+            decay.append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
+                    eps: float) -> torch.optim.AdamW:
+    """AdamW over `decay_groups`; the fused kernel on CUDA."""
+    on_cuda = any(p.is_cuda for p in model.parameters())
+    return torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
+                             **({"fused": True} if on_cuda else {}))
+
+
+def lr_multiplier(schedule: str, *, max_steps: int, warmup_steps: int, lr: float,
+                  min_lr: float = 0.0) -> Callable[[int], float]:
+    """step -> factor on the peak lr, for LambdaLR. `step` counts optimizer steps taken so far (0 at the start).
+
+    warmup: linear from 1/warmup to 1 over the first `warmup_steps` steps (step 0 already trains).
+    cosine / linear: from lr down to min_lr at `max_steps`. noam: min(s / warmup, sqrt(warmup / s)) with s = step+1,
+    the paper's d_model^-0.5 * min(s^-0.5, s * warmup^-1.5) up to the constant factor that `lr` sets.
+    """
+    floor = min_lr / lr
+
+    def factor(step: int) -> float:
+        s = step + 1
+        if schedule == "noam":
+            return min(s / warmup_steps, math.sqrt(warmup_steps / s))
+        if warmup_steps and s <= warmup_steps:
+            return s / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - warmup_steps) / max(1, max_steps - warmup_steps))
+        if schedule == "cosine":
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if schedule == "linear":
+            return floor + (1.0 - floor) * (1.0 - progress)
+        raise ValueError(f"unknown schedule {schedule!r}; choose cosine, linear, noam or constant")
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, max_steps: int, warmup_steps: int,
+                    lr: float, min_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_multiplier(schedule, max_steps=max_steps, warmup_steps=warmup_steps, lr=lr, min_lr=min_lr))

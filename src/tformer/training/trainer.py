@@ -1,0 +1,302 @@
+"""The Trainer: one loop for every objective (causal LM, masked LM + NSP, sequence-to-sequence, T-D).
+
+A step: draw `grad_accum` global micro-batches, count their loss items over all processes, run forward and
+backward on this process's share of each (gradient sync only on the last micro-step), clip, step AdamW and
+the schedule. Evaluation, checkpoints and logs happen between steps, on the schedule the recipe gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tformer.interop.huggingface import from_pretrained
+from tformer.models import build_model
+from tformer.models.base import TransformerModel
+from tformer.training import checkpoint as ckpt
+from tformer.training.datasets import TrainingData, build_data, tokens_in
+from tformer.training.distributed import Distributed, setup, shard, unwrap, wrap
+from tformer.training.evaluate import bleu, evaluate_loss, exact_match, translate
+from tformer.training.objectives import build_objective
+from tformer.training.optim import build_optimizer, build_scheduler
+from tformer.training.options import to_yaml
+from tformer.training.progress import RunLog
+from tformer.training.recipe import Recipe, model_config
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves: the final model folder, its last metrics, where everything is."""
+
+    run_dir: Path
+    model_dir: Path
+    step: int
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Train the model a `Recipe` describes; `Trainer(recipe).fit(resume=...)` -> TrainResult."""
+
+    def __init__(self, recipe: Recipe, *, data: TrainingData | None = None, log_stream: Any = None) -> None:
+        self.recipe = recipe
+        t = recipe.train
+        self.env: Distributed = setup(t.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.run_dir = recipe.run_dir
+        self._seed(t.seed)
+        say = (lambda text: print(text, file=log_stream, flush=True)) if self.env.is_main else (lambda text: None)
+        self.data = data if data is not None else build_data(recipe, self.run_dir, say)
+        self.objective = build_objective(t.objective, t.label_smoothing)
+        self.model: TransformerModel = self._build_model()
+        self.model.to(self.env.device)
+        self.model.train()
+        self.trained: nn.Module = wrap(self.model, t.distributed, self.env)
+        if t.compile:
+            self.trained = torch.compile(self.trained)
+        self.optimizer = build_optimizer(self.model if not self.env.enabled else self.trained, lr=t.lr,
+                                         weight_decay=t.weight_decay, betas=t.betas, eps=t.eps)
+        self.scheduler = build_scheduler(self.optimizer, t.schedule, max_steps=t.max_steps,
+                                         warmup_steps=t.warmup_steps, lr=t.lr, min_lr=t.min_lr)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+        if t.precision == "fp16" and self.env.device.type != "cuda":
+            raise ValueError("train.precision=fp16 needs a CUDA device; on CPU use train.precision=bf16")
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.step = 0
+        self.tokens_seen = 0
+        self.log_stream = log_stream
+        self.say = say
+
+    # ------------------------------------------------------------------------------------------------- set-up
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _build_model(self) -> TransformerModel:
+        recipe = self.recipe
+        if recipe.model.from_pretrained:
+            overrides = {k: v for k, v in recipe.model.config.items()}
+            model = from_pretrained(recipe.data_path(recipe.model.from_pretrained), **overrides)
+            if model.config.vocab_size < self.data.model_fields["vocab_size"]:
+                raise ValueError(f"the model has {model.config.vocab_size} token ids but the tokenizer "
+                                 f"{self.data.model_fields['vocab_size']}; use the model's tokenizer.json")
+            return model
+        config = model_config(recipe, **self.data.model_fields)
+        wanted = {"causal_lm": "gpt", "decoder_seq2seq": "gpt", "mlm": "bert", "mlm_nsp": "bert",
+                  "seq2seq": "encoder-decoder"}[recipe.train.objective]
+        if config.family != wanted:
+            raise ValueError(f"train.objective={recipe.train.objective} trains a {wanted} model but model.preset="
+                             f"{recipe.model.preset} is {config.family}; pick a {wanted} preset")
+        return build_model(config)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+
+    def save(self, metrics: dict[str, float] | None = None, before_rename: Any = None) -> Path:
+        """Write a checkpoint of the current step (every process must call this)."""
+        return ckpt.save_checkpoint(
+            self.run_dir, self.step, model=self.trained if not self.recipe.train.compile else unwrap(self.trained),
+            inner=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+            data_state=self.data.train.state_dict(), counters={"step": self.step, "tokens_seen": self.tokens_seen},
+            tokenizer=self.data.tokenizer, recipe_yaml=to_yaml(self.recipe), metrics=metrics or {}, env=self.env,
+            keep=self.recipe.out.keep_checkpoints, before_rename=before_rename)
+
+    def resume(self, path: Path | None = None) -> Path | None:
+        """Continue from checkpoint `path` (default: the run's latest); returns the one used, or None."""
+        path = path or ckpt.latest_checkpoint(self.run_dir)
+        if path is None:
+            return None
+        state = ckpt.load_checkpoint(path, inner=self.model)
+        ckpt.restore_optimizer(self.trained if self.env.enabled else self.model, self.optimizer, state["optimizer"],
+                               self.env)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data.train.load_state_dict(state["data"])
+        self.step = int(state["counters"]["step"])
+        self.tokens_seen = int(state["counters"]["tokens_seen"])
+        ckpt.restore_rng(path, self.env)
+        return path
+
+    # ---------------------------------------------------------------------------------------------- the loop
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over `grad_accum` micro-batches; returns the step's summed statistics."""
+        t, env = self.recipe.train, self.env
+        micro = [self.data.train.next_batch() for _ in range(t.grad_accum)]
+        parts = [{k: v.to(env.device, non_blocking=True) for k, v in shard(b, env.rank, env.world_size).items()}
+                 for b in micro]
+        counts: dict[str, torch.Tensor] = {}
+        for part in parts:
+            for key, value in self.objective.counts(part).items():
+                counts[key] = counts.get(key, 0) + value.detach().cpu()
+        totals = {k: v.to(env.device) for k, v in env.all_reduce_sum(counts).items()}
+        sums: dict[str, torch.Tensor] = {}
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            with self._no_sync(not last), self._autocast():
+                loss, stats = self.objective.loss(self.trained, part, totals)
+                loss = loss * env.world_size  # DDP and FSDP average gradients over processes; we want their sum
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0) + value.detach().double().cpu()
+        reduced = {k: float(v) for k, v in env.all_reduce_sum(sums).items()}
+        loss_value = reduced.get("loss_sum", 0.0)
+        if not math.isfinite(loss_value) or not all(math.isfinite(v) for v in reduced.values()):
+            last = ckpt.latest_checkpoint(self.run_dir)
+            raise TrainingDiverged(
+                f"the loss is {loss_value} at step {self.step + 1}; training stopped without writing a checkpoint "
+                f"(the last good one: {last if last else 'none yet'}); lower train.lr, raise train.warmup_steps "
+                f"or set train.clip_grad_norm, then resume with --resume")
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = None
+        if t.clip_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.trained.parameters(), t.clip_grad_norm))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        batch_tokens = sum(tokens_in(b) for b in micro)
+        self.tokens_seen += batch_tokens
+        reduced["batch_tokens"] = float(batch_tokens)
+        if grad_norm is not None:
+            reduced["grad_norm"] = grad_norm
+        return reduced
+
+    def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        if not (skip and self.env.enabled):
+            return contextlib.nullcontext()
+        inner = unwrap(self.trained) if self.recipe.train.distributed == "fsdp" else self.trained
+        if hasattr(inner, "no_sync") and self.recipe.train.distributed == "ddp":
+            return self.trained.no_sync() if hasattr(self.trained, "no_sync") else inner.no_sync()
+        if hasattr(inner, "set_requires_gradient_sync"):
+            return _fsdp_no_sync(inner)
+        return contextlib.nullcontext()
+
+    def evaluate(self, final: bool = False) -> dict[str, float]:
+        """Validation loss and perplexity; for translation with eval.bleu also BLEU and exact match."""
+        e = self.recipe.eval
+        metrics = evaluate_loss(self.trained, self.objective, self.data.eval_batches, env=self.env,
+                                autocast=torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
+                                if self.autocast_dtype is not None else None)
+        if e.bleu and self.data.valid_pairs:
+            pairs = self.data.valid_pairs[:e.bleu_pairs] if e.bleu_pairs else self.data.valid_pairs
+            hypotheses = self.translate([s for s, _ in pairs])
+            metrics["bleu"] = bleu(hypotheses, [t for _, t in pairs])
+            metrics["exact_match"] = exact_match(hypotheses, [t for _, t in pairs])
+        return metrics
+
+    def translate(self, sources: list[str], num_beams: int | None = None) -> list[str]:
+        e = self.recipe.eval
+        model = self.model if not self.env.enabled or self.recipe.train.distributed == "fsdp" else unwrap(self.trained)
+        return translate(model, self.data.tokenizer, sources, decoder_only=self.recipe.train.objective != "seq2seq",
+                         device=self.env.device, num_beams=num_beams or e.num_beams, max_new_tokens=e.max_new_tokens,
+                         length_penalty=e.length_penalty)
+
+    def fit(self, *, resume: bool | Path = False) -> TrainResult:
+        """Train to train.max_steps (from the latest checkpoint with resume=True), then evaluate and save."""
+        recipe, t, out = self.recipe, self.recipe.train, self.recipe.out
+        began = time.perf_counter()
+        if resume:
+            used = self.resume(resume if isinstance(resume, Path) else None)
+            self.say(f"resuming from {used} at step {self.step}" if used else
+                     f"no checkpoint in {self.run_dir / 'checkpoints'}; starting from step 0")
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "recipe.yaml").write_text(to_yaml(recipe), encoding="utf-8")
+        self.say(f"model: {self.model.config.family}, {self.model.num_parameters():,} parameters; "
+                 f"{t.objective}, {t.max_steps} steps on {self.env.device}"
+                 + (f" x {self.env.world_size} processes ({t.distributed})" if self.env.enabled else ""))
+        log = RunLog(self.run_dir, max_steps=t.max_steps, start_step=self.step, progress=out.progress,
+                     tensorboard=out.tensorboard, plot=out.plot, enabled=self.env.is_main, stream=self.log_stream)
+        train_metrics: dict[str, float] = {}
+        eval_metrics: dict[str, float] = {}
+        window: dict[str, float] = {}
+        window_start = time.perf_counter()
+        try:
+            while self.step < t.max_steps:
+                stats = self.train_step()
+                log.advance()
+                for key, value in stats.items():
+                    window[key] = window.get(key, 0.0) + value
+                if self.step % out.log_every == 0 or self.step == t.max_steps:
+                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    train_metrics = self.objective.summary(window)
+                    train_metrics.update(lr=self.scheduler.get_last_lr()[0],
+                                         **{"tok/s": window.get("batch_tokens", 0.0) / elapsed})
+                    if "grad_norm" in stats:
+                        train_metrics["grad_norm"] = stats["grad_norm"]
+                    log.train(self.step, train_metrics)
+                    window, window_start = {}, time.perf_counter()
+                if recipe.eval.every and self.step % recipe.eval.every == 0 and self.step < t.max_steps:
+                    eval_metrics = self.evaluate()
+                    log.eval(self.step, eval_metrics)
+                if out.checkpoint_every and self.step % out.checkpoint_every == 0:
+                    self.save(train_metrics)
+            eval_metrics = self.evaluate(final=True)
+            log.eval(self.step, eval_metrics)
+            if not ckpt.list_checkpoints(self.run_dir) or ckpt.latest_checkpoint(self.run_dir) != \
+                    ckpt.checkpoint_dir(self.run_dir, self.step):
+                self.save(train_metrics)
+        finally:
+            log.close()
+        model_dir = self.run_dir / "final"
+        if self.env.is_main:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            if not self.env.enabled:
+                self.model.save_pretrained(model_dir)
+            self.data.tokenizer.save(model_dir / "tokenizer.json")
+        if self.env.enabled:
+            self._save_final_distributed(model_dir)
+        return TrainResult(self.run_dir, model_dir, self.step, train_metrics, eval_metrics,
+                           time.perf_counter() - began)
+
+    def _save_final_distributed(self, model_dir: Path) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(self.trained, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.env.is_main:
+            from tformer.interop.huggingface import save_pretrained
+
+            save_pretrained(self.model, model_dir, state_dict={k.removeprefix("module."): v for k, v in state.items()})
+        self.env.barrier()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(module: nn.Module):  # noqa: ANN202
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
