@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tformer.config import ModelConfig
-from tformer.layers.cache import KVCache, LayerKVCache
+from tformer.layers.cache import KVCache, LayerKVCache, StaticKVCache
 from tformer.models.gpt import GPT
 from tformer.models.seq2seq import EncoderDecoder
 
@@ -204,3 +204,71 @@ def test_seq2seq_reorder_then_step_equals_swapped_batch() -> None:
         expected = model(source[swap], source_mask[swap],
                          decoder_input_ids=torch.cat([target[swap], following], dim=1)).logits[:, -1:]
     assert _max_diff(step, expected) <= ATOL
+
+
+# ----------------------------------------------------------------------------- static (pre-allocated) cache
+
+
+@pytest.mark.parametrize("attention", ["fused", "explicit"])
+@pytest.mark.parametrize("preset", ["gpt2-tiny", "gpt1-tiny"])
+def test_gpt_static_cache_matches_full_sequence_with_left_padding(preset: str, attention: str) -> None:
+    """Slots written at tensor positions, attention over all slots under the cache's mask: the full logits."""
+    model = _gpt(preset, attention)
+    ids = _ids(2, 8, seed=2)
+    attention_mask = torch.ones(2, 8, dtype=torch.long)
+    attention_mask[1, :3] = 0
+    ids = ids.masked_fill(attention_mask == 0, 0)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    prompt, slots = 5, 12  # more slots than tokens: the unwritten ones must stay invisible
+    slot_mask = torch.cat([attention_mask, torch.ones(2, slots - 8, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        full = model(ids, attention_mask=attention_mask, position_ids=position_ids).logits
+        cache = model.new_static_cache(2, slots)
+        assert isinstance(cache, StaticKVCache) and cache.self_attention[0].keys is not None
+        config = model.config
+        assert cache.self_attention[0].keys.shape == (2, config.n_heads, slots, config.d_model // config.n_heads)
+        steps = [model(ids[:, :prompt], attention_mask=slot_mask, position_ids=position_ids[:, :prompt],
+                       cache=cache, cache_position=torch.arange(prompt)).logits]
+        for t in range(prompt, ids.size(1)):
+            steps.append(model(ids[:, t : t + 1], attention_mask=slot_mask, position_ids=position_ids[:, t : t + 1],
+                               cache=cache, cache_position=torch.tensor([t])).logits)
+    real = attention_mask.bool()
+    assert _max_diff(torch.cat(steps, dim=1)[real], full[real]) <= ATOL
+
+
+def test_gpt_static_cache_without_positions_continues_after_written() -> None:
+    model = _gpt("gpt2-tiny", "fused")
+    ids = _ids(1, 6, seed=1)
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = model.new_static_cache(1, 8)
+        steps = [model(ids[:, :3], cache=cache).logits] + [model(ids[:, t : t + 1], cache=cache).logits
+                                                           for t in range(3, 6)]
+        assert cache.length == 6
+        with pytest.raises(ValueError, match="position table"):
+            model(torch.zeros(1, model.config.max_positions, dtype=torch.long), cache=cache)
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            model(torch.full((1, 1), 99), cache=model.new_static_cache(1, 8))
+    assert _max_diff(torch.cat(steps, dim=1), full) <= ATOL
+
+
+def test_cache_position_needs_a_static_cache() -> None:
+    model = _gpt("gpt2-tiny", "fused")
+    with torch.no_grad(), pytest.raises(ValueError, match="StaticKVCache"):
+        model(_ids(1, 2, seed=1), cache=model.new_cache(), cache_position=torch.arange(2))
+
+
+def test_static_cache_reorder_and_cross_attention() -> None:
+    cache = StaticKVCache(n_layers=2, batch=2, n_heads=1, max_length=3, head_dim=2)
+    layer = cache.self_attention[0]
+    cache.begin(torch.tensor([1]))
+    keys, values = layer.append(torch.ones(2, 1, 1, 2), torch.full((2, 1, 1, 2), 2.0))
+    assert keys.shape == (2, 1, 3, 2) and keys is layer.keys  # written in place, nothing grows
+    assert torch.equal(keys[:, :, 1], torch.ones(2, 1, 2)) and not keys[:, :, [0, 2]].any()
+    layer.keys[1] += 5
+    cache.reorder(torch.tensor([1, 1]))
+    assert torch.equal(layer.keys[0], layer.keys[1]) and layer.keys[0, 0, 1, 0] == 6
+    with pytest.raises(TypeError, match="cross-attention"):
+        layer.set(keys, values)
+    mask = cache.attention_mask(torch.tensor([1]), torch.tensor([[0, 1, 1], [1, 1, 1]]))
+    assert mask.tolist() == [[[[False, True, False]]], [[[True, True, False]]]]

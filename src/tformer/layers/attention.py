@@ -157,6 +157,8 @@ class MultiHeadAttention(nn.Module):
             q, k, v = (self._split_heads(t) for t in self.qkv_proj(x).chunk(3, dim=-1))
             if cache is not None:
                 k, v = cache.append(k, v)
+                if cache.static:  # keys are fixed slots, not the last positions: the caller's mask holds causality
+                    is_causal = False
         dropout_p = self.dropout if self.training else 0.0
         explicit = return_weights or self.implementation == "explicit"
         if is_causal and (explicit or mask is not None or q.size(-2) != k.size(-2)):
