@@ -13,6 +13,7 @@ from tformer.generation.beam import beam_search
 from tformer.generation.logits import check_sampling_args, filter_logits
 from tformer.generation.sampling import greedy_or_sample
 from tformer.generation.state import DecoderState, can_generate, is_encoder_decoder
+from tformer.generation.static import StaticDecoderState, can_use_static_cache
 from tformer.generation.streamer import Streamer
 
 
@@ -37,7 +38,7 @@ def generate(
     top_k: int | None = None, top_p: float | None = None, length_penalty: float = 1.0,
     early_stopping: bool | str = False, eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None, use_cache: bool = True, seed: int | None = None, return_scores: bool = False,
-    streamer: Streamer | None = None,
+    streamer: Streamer | None = None, cache_implementation: str | None = None, compile: bool | None = None,
 ) -> Tensor | GenerateOutput:
     """Continue input_ids (batch, length) by up to max_new_tokens: greedy decoding, sampling, beam search / N-best.
 
@@ -56,6 +57,12 @@ def generate(
     * seed: sampling draws from torch.Generator().manual_seed(seed), else from torch's global generator.
     * streamer (greedy decoding and sampling only): `streamer.put(tokens)` with each step's new tokens (rows,) as
       they are chosen, then `streamer.end()`, e.g. `TextStreamer(tokenizer)` to print text as it comes.
+    * cache_implementation: "static" (a KV cache pre-allocated for the whole output, fixed shapes: the fast path,
+      decoder-only greedy decoding and sampling only), "dynamic" (grows each step; beam search, encoder-decoders),
+      or None: "static" wherever it applies, else "dynamic".
+    * compile: run the static path's one-token decoding step through torch.compile (compiled once per model,
+      rows and cache size, about a minute for gpt2 on a 2-core CPU; then each token is faster). None: False.
+      Where compiling fails (no C++ compiler), a one-line warning and the same results without it.
     Returns token ids (batch * num_return_sequences, length), or with return_scores a `GenerateOutput`.
     """
     if not can_generate(model):
@@ -69,7 +76,8 @@ def generate(
                          "does not do: use num_beams=1, or read the sequences when generate returns")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed={seed!r} must be an integer or None")
-    _check_inputs(input_ids, attention_mask)
+    _check_inputs(input_ids, attention_mask, config.vocab_size)
+    static = _use_static_cache(model, cache_implementation, num_beams, use_cache)
     eos = _end_tokens(eos_token_id if eos_token_id is not None else config.eos_token_id, config.vocab_size)
     pad = pad_token_id if pad_token_id is not None else config.pad_token_id
     pad = pad if pad is not None else (eos[0] if eos else None)
@@ -88,7 +96,11 @@ def generate(
         generator = torch.Generator(device=input_ids.device).manual_seed(seed)
     end_tokens = torch.tensor(eos, dtype=torch.long, device=input_ids.device)
     copies = num_beams if num_beams > 1 else num_return_sequences
-    state = DecoderState(model, input_ids, attention_mask, copies, use_cache, decoder_start_token_id=start)
+    state: DecoderState | StaticDecoderState
+    if static:
+        state = StaticDecoderState(model, input_ids, attention_mask, copies, max_new_tokens, compile=bool(compile))
+    else:
+        state = DecoderState(model, input_ids, attention_mask, copies, use_cache, decoder_start_token_id=start)
     if num_beams > 1:
         # Beam sampling keeps one token more than there are end tokens, as transformers does.
         warp = partial(filter_logits, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -122,9 +134,27 @@ def _check_search_args(max_new_tokens: int, num_beams: int, num_return_sequences
         raise ValueError(f"early_stopping={early_stopping!r} must be True, False or 'never'")
 
 
-def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None) -> None:
+def _use_static_cache(model: nn.Module, cache_implementation: str | None, num_beams: int, use_cache: bool) -> bool:
+    if cache_implementation not in (None, "static", "dynamic"):
+        raise ValueError(f"cache_implementation={cache_implementation!r} must be 'static', 'dynamic' or None")
+    applies = use_cache and num_beams == 1 and can_use_static_cache(model)
+    if cache_implementation == "static" and not applies:
+        raise ValueError("cache_implementation='static' serves decoder-only greedy decoding and sampling with "
+                         f"use_cache=True (got {type(model).__name__}, num_beams={num_beams}, use_cache={use_cache}); "
+                         "use cache_implementation='dynamic' or None")
+    return applies and cache_implementation != "dynamic"
+
+
+def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, vocab_size: int) -> None:
     if input_ids.dim() != 2 or input_ids.size(1) == 0:
         raise ValueError(f"input_ids must have shape (batch, length) with length >= 1, got {tuple(input_ids.shape)}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    low, high = torch.aminmax(input_ids)  # once, here: the decoding steps feed back ids the model chose
+    if high >= vocab_size or low < 0:
+        bad = int(high) if high >= vocab_size else int(low)
+        raise ValueError(f"token id {bad} in input_ids is outside the vocabulary [0, {vocab_size}); use the "
+                         "tokenizer that belongs to this model or enlarge vocab_size")
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has "
                          f"{tuple(input_ids.shape)}; 1 marks a token, 0 padding")

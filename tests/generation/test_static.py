@@ -1,0 +1,116 @@
+"""The fast path: a static (pre-allocated) KV cache, eager and compiled, gives what the dynamic cache gives."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+import torch
+
+import tformer
+from tests.generation.conftest import Pair
+from tformer.generation import DecoderState, static
+from tformer.generation.static import StaticDecoderState
+
+ATOL = 1e-5
+
+
+def _generate(pair: Pair, **kwargs: Any) -> Any:
+    kwargs = {"max_new_tokens": 8, "eos_token_id": [], "return_scores": True, **kwargs}
+    return tformer.generate(pair.ours, pair.input_ids, pair.attention_mask, **kwargs)
+
+
+def _decoder_only(pair: Pair) -> None:
+    if pair.is_encoder_decoder:
+        pytest.skip("the static cache serves decoder-only models")
+
+
+def test_static_and_dynamic_cache_give_the_same_logits_at_every_step(pair: Pair) -> None:
+    _decoder_only(pair)
+    fast = StaticDecoderState(pair.ours, pair.input_ids, pair.attention_mask, copies=2, max_new_tokens=10)
+    dynamic = DecoderState(pair.ours, pair.input_ids, pair.attention_mask, copies=2, use_cache=True)
+    with torch.no_grad():
+        for step in range(10):
+            a, b = fast.next_logits(), dynamic.next_logits()
+            assert (a - b).abs().max() < ATOL, step
+            sampled = torch.multinomial(a.softmax(-1), 1, generator=torch.Generator().manual_seed(step)).squeeze(1)
+            fast.append(sampled)
+            dynamic.append(sampled)
+    assert torch.equal(fast.tokens, dynamic.tokens)
+
+
+@pytest.mark.parametrize("args", [dict(), dict(do_sample=True, seed=0, temperature=1.5, num_return_sequences=2),
+                                  dict(do_sample=True, seed=3, top_k=5, top_p=0.9),
+                                  dict(eos_token_id=5, max_new_tokens=20)],
+                         ids=["greedy", "sampling", "top-k-top-p", "eos"])
+def test_static_cache_gives_the_ids_and_scores_of_the_dynamic_cache(pair: Pair, args: dict[str, Any]) -> None:
+    """Greedy and seeded sampling over a left-padded batch: same ids, same scores."""
+    _decoder_only(pair)
+    fast = _generate(pair, **{"cache_implementation": "static", **args})
+    dynamic = _generate(pair, **{"cache_implementation": "dynamic", **args})
+    default = _generate(pair, **args)
+    assert torch.equal(fast.sequences, dynamic.sequences) and torch.equal(default.sequences, fast.sequences)
+    assert (fast.scores - dynamic.scores).abs().max() < ATOL
+
+
+def test_static_cache_is_refused_where_it_does_not_apply(pair: Pair) -> None:
+    with pytest.raises(ValueError, match="cache_implementation"):
+        _generate(pair, cache_implementation="paged")
+    with pytest.raises(ValueError, match="num_beams=2"):
+        _generate(pair, cache_implementation="static", num_beams=2)
+    if pair.is_encoder_decoder:
+        with pytest.raises(ValueError, match="MarianMT|EncoderDecoder"):
+            _generate(pair, cache_implementation="static")
+
+
+def test_prompt_ids_are_checked_once_at_the_start(pair: Pair) -> None:
+    bad = pair.input_ids.clone()
+    bad[0, 0] = pair.ours.config.vocab_size
+    with pytest.raises(ValueError, match=f"token id {pair.ours.config.vocab_size}"):
+        tformer.generate(pair.ours, bad, pair.attention_mask, max_new_tokens=2)
+
+
+def test_a_failing_compiler_falls_back_with_one_warning(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    _decoder_only(pair)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(static, "_compiled_step", broken)
+    monkeypatch.setattr(static, "_compile_failed", None)
+    expected = _generate(pair, compile=False)
+    with pytest.warns(RuntimeWarning, match="torch.compile is unavailable .*No working C\\+\\+ compiler") as record:
+        fallback = _generate(pair, compile=True)
+    assert len(record) == 1
+    assert torch.equal(fallback.sequences, expected.sequences)
+    assert not static.compile_available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _generate(pair, compile=True)  # once failed, the process stays eager without warning again
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) -> None:
+    """torch.compile (inductor, single-row products as reductions) on this CPU: same ids, logits within 1e-4."""
+    _decoder_only(pair)
+    if not static.compile_available():
+        pytest.skip("torch.compile failed earlier in this process")
+    single = dict(input_ids=pair.input_ids[1:], attention_mask=pair.attention_mask[1:])  # left-padded, one row
+    for inputs in (single, dict(input_ids=pair.input_ids, attention_mask=pair.attention_mask)):
+        args = dict(max_new_tokens=8, eos_token_id=[], return_scores=True)
+        eager = tformer.generate(pair.ours, **inputs, **args)
+        compiled = tformer.generate(pair.ours, **inputs, **args, compile=True)
+        assert static.compile_available(), "torch.compile failed on this machine"
+        assert torch.equal(compiled.sequences, eager.sequences)
+        assert (compiled.scores - eager.scores).abs().max() < 1e-4
+        fast = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
+                                  max_new_tokens=6, compile=True)
+        slow = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
+                                  max_new_tokens=6)
+        with torch.no_grad():
+            for _ in range(6):
+                a, b = fast.next_logits(), slow.next_logits()
+                assert (a - b).abs().max() < 1e-4
+                fast.append(a.argmax(-1))
+                slow.append(a.argmax(-1))
