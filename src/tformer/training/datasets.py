@@ -234,12 +234,18 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
                                          return_tensors=None)["input_ids"]
         targets = tokenizer.encode_batch([t for _, t in pairs], padding=False, add_special_tokens=False,
                                          return_tensors=None)["input_ids"]
-        keep = [i for i in range(len(pairs)) if max(len(sources[i]), len(targets[i])) + 2 <= d.max_length]
+        if recipe.train.objective == "decoder_seq2seq":  # source [SEP] target [EOS] in one row
+            keep = [i for i in range(len(pairs)) if len(sources[i]) + len(targets[i]) + 2 <= d.max_length]
+        else:  # each side plus its end token (the decoder also reads the start token)
+            keep = [i for i in range(len(pairs)) if max(len(sources[i]), len(targets[i])) + 1 <= d.max_length]
+        if not keep:
+            raise ValueError(f"none of {len(pairs)} pairs fits data.max_length={d.max_length} tokens; raise "
+                             f"data.max_length (and model.config.max_positions) or use a subword tokenizer")
         return ParallelCorpus([[*sources[i], ids["eos"]] for i in keep], [[*targets[i], ids["eos"]] for i in keep])
 
     train_corpus, valid_corpus = corpus(train_pairs), corpus(valid_pairs)
     log(f"data: {len(train_corpus):,} training and {len(valid_corpus):,} validation pairs (of {len(train_pairs):,} / "
-        f"{len(valid_pairs):,}; longer than {d.max_length} tokens dropped); tokenizer {tokenizer.kind} with "
+        f"{len(valid_pairs):,}; pairs over data.max_length={d.max_length} tokens dropped); tokenizer {tokenizer.kind} with "
         f"{tokenizer.vocab_size:,} tokens")
     seed = recipe.train.seed
     if recipe.train.objective == "seq2seq":

@@ -8,14 +8,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from tformer.layers.positions import LearnedPositions
+
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: matrices of linear layers decay; biases, norms and embeddings do not (as GPT-2 / BERT).
 
     Tied parameters appear once (named_parameters() skips duplicates).
     """
-    no_decay_modules = (nn.LayerNorm, nn.Embedding, nn.RMSNorm) if hasattr(nn, "RMSNorm") else (nn.LayerNorm,
-                                                                                                 nn.Embedding)
+    no_decay_modules = (nn.LayerNorm, nn.Embedding, LearnedPositions, *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
     no_decay: set[int] = set()
     for module in model.modules():
         if isinstance(module, no_decay_modules):

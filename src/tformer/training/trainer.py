@@ -105,6 +105,11 @@ class Trainer:
         if config.family != wanted:
             raise ValueError(f"train.objective={recipe.train.objective} trains a {wanted} model but model.preset="
                              f"{recipe.model.preset} is {config.family}; pick a {wanted} preset")
+        longest = recipe.data.block_size if recipe.train.objective == "causal_lm" else recipe.data.max_length
+        if longest > config.max_positions:
+            which = "block_size" if recipe.train.objective == "causal_lm" else "max_length"
+            raise ValueError(f"data.{which}={longest} is longer than the model's position table (max_positions="
+                             f"{config.max_positions}); lower data.{which} or raise model.config.max_positions")
         return build_model(config)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
