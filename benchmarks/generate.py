@@ -2,19 +2,24 @@
 
 What it measures: new tokens per second of one whole `generate` call (prompt prefill included) with the KV cache
 (use_cache=True), for the `gpt2` preset in float32 and eval mode, in four rows: greedy decoding and beam search
-(num_beams=4, num_return_sequences=1), each at batch 1 and batch 8. Every row makes exactly --new-tokens new
-tokens per returned sequence from a --prompt-len-token prompt of random ids (no padding), so tokens/s is
-batch x new tokens / seconds (beam search counts the returned sequences, not the beams).
+(num_beams=4, num_return_sequences=1), each at batch 1 and batch 8. tformer runs as a user calls it by default
+("tformer": greedy decoding on the static cache, eager; beam search on the dynamic cache) and, in the greedy rows,
+with compile=True as well ("tformer compiled": the static cache's one-token step through torch.compile; its
+compilation falls in the untimed first run, whose time is shown). `transformers` runs its default generate.
+
+Every row makes exactly --new-tokens new tokens per returned sequence from a --prompt-len-token prompt of random
+ids (no padding), so tokens/s is batch x new tokens / seconds (beam search counts the returned sequences, not the
+beams).
 
 How: the `transformers` model (GPT2LMHeadModel, sdpa) is built at random and loaded into tformer through
 `save_pretrained` / `tformer.from_pretrained`, as in benchmarks/forward.py (whose helpers this script imports). No
 end token may stop a sequence early: tformer gets eos_token_id=[], and the `transformers` model gets an empty
 GenerationConfig (as tests/generation/conftest.py does), so it has no eos, pad, min-length or other processor of
-its own. Before any timing, each row runs once per library (untimed; it doubles as the warm-up) and the two must
-return identical token ids of the full length, so both do the same work. Then --repeats rounds run; in each round
-every row runs once per library, the two libraries back to back (tformer first in even rounds, transformers first in
-odd ones), so the noise of a shared machine hits both alike. The headline is the median and min-max of the
-per-round ratios tformer / transformers (> 1: tformer is faster); the ratio of the two medians is shown too.
+its own. Before any timing, each row runs once per library (untimed; it doubles as the warm-up and compiles the
+compiled path) and all must return identical token ids of the full length, so all do the same work. Then --repeats
+rounds run; in each round every row runs once per library, back to back, each library going first in turn, so the
+noise of a shared machine hits all alike. The headline is the median and min-max of the per-round ratios
+tformer / transformers (> 1: tformer is faster); the ratio of the two medians is shown too.
 
 The decode-bound limit: at batch 1 one decoding step has to read every weight once, so memory bandwidth bounds it.
 The script measures the read bandwidth in-process (a sum over a --bandwidth-mib float32 buffer, far larger than any
@@ -28,6 +33,7 @@ Run (from the repository root; nothing is downloaded):
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --rows greedy-b1 --new-tokens 32 --repeats 5
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --device cuda
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --no-compile    # without the compiled tformer runs
 
 At the defaults (all four rows, 128 new tokens after a 32-token prompt, 1 parity/warm-up run + 3 timed rounds) it
 takes about 7 minutes on a quiet 2-core CPU (one greedy batch-1 run is about 4.4 s, one beam-4 batch-8 run about
@@ -49,9 +55,11 @@ import transformers
 from torch import Tensor, nn
 
 import tformer
-from forward import CASES, LIBRARIES, build_pair, cpu_model, log
+from forward import CASES, build_pair, cpu_model, log
 
 BYTES_PER_PARAMETER = 4  # float32
+REFERENCE = "transformers"
+COMPILED = "tformer compiled"
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,10 @@ class Row:
     @property
     def search(self) -> str:
         return "greedy" if self.num_beams == 1 else f"beam {self.num_beams}"
+
+    def libraries(self, compile: bool) -> tuple[str, ...]:
+        """What runs in this row: tformer as called by default, compiled tformer (greedy only), transformers."""
+        return ("tformer", COMPILED, REFERENCE) if compile and self.num_beams == 1 else ("tformer", REFERENCE)
 
 
 ROWS = {row.name: row for row in (Row("greedy-b1", 1, 1), Row("greedy-b8", 8, 1),
@@ -91,9 +103,10 @@ def _synchronize(device: torch.device) -> None:
 def generate(library: str, model: nn.Module, input_ids: Tensor, row: Row, new_tokens: int) -> Tensor:
     """Token ids (batch, prompt + new_tokens) from one library's generate, no end token, KV cache on."""
     attention_mask = torch.ones_like(input_ids)
-    if library == "tformer":
+    if library.startswith("tformer"):
         return tformer.generate(model, input_ids, attention_mask, max_new_tokens=new_tokens, num_beams=row.num_beams,
-                                num_return_sequences=1, eos_token_id=[], use_cache=True)
+                                num_return_sequences=1, eos_token_id=[], use_cache=True,
+                                compile=library == COMPILED)
     with torch.no_grad():
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=new_tokens,
                               min_new_tokens=new_tokens, do_sample=False, num_beams=row.num_beams,
@@ -115,12 +128,14 @@ def check_same_tokens(row: Row, outputs: dict[str, Tensor], expected_shape: tupl
         if tuple(out.shape) != expected_shape:
             raise RuntimeError(f"{row.name}: {library} returned shape {tuple(out.shape)}, expected {expected_shape} "
                                "(an end token stopped it early?)")
-    ours, theirs = outputs["tformer"].cpu(), outputs["transformers"].cpu()
-    if not torch.equal(ours, theirs):
-        r, c = (ours != theirs).nonzero()[0].tolist()
-        raise RuntimeError(f"{row.name}: tformer and transformers generate different tokens (first at row {r}, "
-                           f"position {c}: {int(ours[r, c])} vs {int(theirs[r, c])}); the timings would not "
-                           "compare the same work")
+    theirs = outputs[REFERENCE].cpu()
+    for library, out in outputs.items():
+        ours = out.cpu()
+        if not torch.equal(ours, theirs):
+            r, c = (ours != theirs).nonzero()[0].tolist()
+            raise RuntimeError(f"{row.name}: {library} and transformers generate different tokens (first at row {r}, "
+                               f"position {c}: {int(ours[r, c])} vs {int(theirs[r, c])}); the timings would not "
+                               "compare the same work")
 
 
 def measure_bandwidth(device: torch.device, mib: int, repeats: int = 5) -> tuple[float, float]:
@@ -146,47 +161,51 @@ def measure_bandwidth(device: torch.device, mib: int, repeats: int = 5) -> tuple
 
 
 def run(rows: list[Row], new_tokens: int, prompt_len: int, repeats: int, device: torch.device,
-        bandwidth_mib: int) -> tuple[list[Result], list[tuple[float, float]], int]:
+        bandwidth_mib: int, compile: bool) -> tuple[list[Result], list[tuple[float, float]], int, dict[str, float]]:
     bandwidth = [measure_bandwidth(device, bandwidth_mib)]
     log(f"memory bandwidth: read {bandwidth[-1][0]:.1f} GB/s, copy {bandwidth[-1][1]:.1f} GB/s")
     log("gpt2: building the transformers model, saving it and loading it into tformer")
     ours, reference = build_pair(CASES["gpt2"])
     # transformers' generate must apply no processor of its own (no eos, pad, min length...): only what we pass.
     reference.generation_config = transformers.GenerationConfig()
-    models = {"tformer": ours.to(device).eval(), "transformers": reference.to(device).eval()}
+    models = {"tformer": ours.to(device).eval(), COMPILED: ours, REFERENCE: reference.to(device).eval()}
     parameters = ours.num_parameters()
     generator = torch.Generator().manual_seed(1)
     prompts = {row.name: torch.randint(0, ours.config.vocab_size, (row.batch, prompt_len), generator=generator)
                .to(device) for row in rows}
 
+    first_run: dict[str, float] = {}  # seconds of each row's untimed first run (compilation included)
     for row in rows:
         outputs = {}
-        for library in LIBRARIES:
+        for library in row.libraries(compile):
             seconds, outputs[library] = timed_generate(library, models[library], prompts[row.name], row, new_tokens,
                                                        device)
-            log(f"  {row.name} parity/warm-up {library:<12} {seconds:7.2f} s")
+            first_run[f"{row.name} {library}"] = seconds
+            log(f"  {row.name} parity/warm-up {library:<16} {seconds:7.2f} s")
         check_same_tokens(row, outputs, (row.batch, prompt_len + new_tokens))
         log(f"  {row.name}: identical token ids {tuple(outputs['tformer'].shape)}")
 
-    results = [Result(row, {library: [] for library in LIBRARIES}) for row in rows]
+    results = [Result(row, {library: [] for library in row.libraries(compile)}) for row in rows]
     for round_ in range(repeats):
-        order = LIBRARIES if round_ % 2 == 0 else LIBRARIES[::-1]
         for result in results:
             row = result.row
-            for library in order:
+            libraries = row.libraries(compile)
+            shift = round_ % len(libraries)  # each library goes first in turn
+            for library in libraries[shift:] + libraries[:shift]:
                 seconds, _ = timed_generate(library, models[library], prompts[row.name], row, new_tokens, device)
                 tokens_per_s = row.batch * new_tokens / seconds
                 result.tokens_per_s[library].append(tokens_per_s)
-                log(f"  round {round_ + 1} {row.name:<9} {library:<12} {seconds:7.2f} s  {tokens_per_s:8.2f} tokens/s")
+                log(f"  round {round_ + 1} {row.name:<9} {library:<16} {seconds:7.2f} s  {tokens_per_s:8.2f} tokens/s")
         bandwidth.append(measure_bandwidth(device, bandwidth_mib))
         log(f"memory bandwidth: read {bandwidth[-1][0]:.1f} GB/s, copy {bandwidth[-1][1]:.1f} GB/s")
     del models, ours, reference
     gc.collect()
-    return results, bandwidth, parameters
+    return results, bandwidth, parameters, first_run
 
 
 def format_table(results: list[Result], bandwidth: list[tuple[float, float]], parameters: int,
-                 device: torch.device, new_tokens: int, prompt_len: int, repeats: int, bandwidth_mib: int) -> str:
+                 device: torch.device, new_tokens: int, prompt_len: int, repeats: int, bandwidth_mib: int,
+                 first_run: dict[str, float]) -> str:
     hardware = cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
     lines = [
         "## Generation tokens/s, tformer vs transformers",
@@ -198,19 +217,28 @@ def format_table(results: list[Result], bandwidth: list[tuple[float, float]], pa
         f"ids, {new_tokens} new tokens, no end token; 1 parity/warm-up run + {repeats} timed rounds per library, "
         "interleaved",
         "",
-        "| row | search | batch | tformer tokens/s median [min–max] | transformers tokens/s median [min–max] | "
-        "ratio, per round: median [min–max] | ratio of medians |",
-        "|---|---|---|---|---|---|---|",
+        "| row | search | batch | tformer path | tformer tokens/s median [min–max] | "
+        "transformers tokens/s median [min–max] | ratio, per round: median [min–max] | ratio of medians |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
-        ours, theirs = result.tokens_per_s["tformer"], result.tokens_per_s["transformers"]
-        rounds = [a / b for a, b in zip(ours, theirs, strict=True)]
-        lines.append(f"| {result.row.name} | {result.row.search} | {result.row.batch} | {_spread(ours, 2)} | "
-                     f"{_spread(theirs, 2)} | {_spread(rounds, 2)} | "
-                     f"{statistics.median(ours) / statistics.median(theirs):.2f} |")
+        theirs = result.tokens_per_s[REFERENCE]
+        for library, ours in result.tokens_per_s.items():
+            if library == REFERENCE:
+                continue
+            path = ("compiled static cache" if library == COMPILED
+                    else "static cache" if result.row.num_beams == 1 else "dynamic cache")
+            rounds = [a / b for a, b in zip(ours, theirs, strict=True)]
+            lines.append(f"| {result.row.name} | {result.row.search} | {result.row.batch} | {path} | "
+                         f"{_spread(ours, 2)} | {_spread(theirs, 2)} | {_spread(rounds, 2)} | "
+                         f"{statistics.median(ours) / statistics.median(theirs):.2f} |")
     lines += ["", "tokens/s = batch x new tokens / seconds of the whole generate call (prefill included; beam search "
               "counts returned sequences); ratio = tformer / transformers, above 1 means tformer is faster; per round: "
-              "the two adjacent runs of each round. Both libraries returned identical token ids in every row."]
+              "the adjacent runs of each round. Every path returned the token ids of transformers in every row."]
+    compiled = {name: seconds for name, seconds in first_run.items() if name.endswith(COMPILED)}
+    if compiled:
+        lines.append("First (untimed) run of the compiled path, compilation included: " + ", ".join(
+            f"{name.split()[0]} {seconds:.1f} s" for name, seconds in compiled.items()) + ".")
 
     read = [r for r, _ in bandwidth]
     copy = [c for _, c in bandwidth]
@@ -223,10 +251,10 @@ def format_table(results: list[Result], bandwidth: list[tuple[float, float]], pa
               f"batch-1 decoding step takes at least {step_s * 1e3:.1f} ms: at most {limit:.1f} tokens/s."]
     for result in results:
         if result.row.name == "greedy-b1":
-            ours = statistics.median(result.tokens_per_s["tformer"])
-            theirs = statistics.median(result.tokens_per_s["transformers"])
-            lines.append(f"greedy batch 1: tformer {ours:.2f} tokens/s = {100 * ours / limit:.0f} % of that limit, "
-                         f"transformers {theirs:.2f} tokens/s = {100 * theirs / limit:.0f} %.")
+            medians = {library: statistics.median(values) for library, values in result.tokens_per_s.items()}
+            shares = [f"{library} {value:.2f} tokens/s = {100 * value / limit:.0f} %"
+                      for library, value in medians.items()]
+            lines.append(f"greedy batch 1, share of that limit: {', '.join(shares)}.")
     return "\n".join(lines)
 
 
@@ -241,6 +269,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help=f"torch intra-op threads (default: torch's choice, here {torch.get_num_threads()})")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="leave out the compiled tformer runs of the greedy rows")
     parser.add_argument("--bandwidth-mib", type=int, default=1024,
                         help="MiB of the buffer the memory bandwidth is measured on (default: 1024)")
     args = parser.parse_args(argv)
@@ -270,10 +300,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     started = time.perf_counter()
-    results, bandwidth, parameters = run(args.rows, args.new_tokens, args.prompt_len, args.repeats, device,
-                                         args.bandwidth_mib)
+    results, bandwidth, parameters, first_run = run(args.rows, args.new_tokens, args.prompt_len, args.repeats,
+                                                    device, args.bandwidth_mib, args.compile)
     print(format_table(results, bandwidth, parameters, device, args.new_tokens, args.prompt_len, args.repeats,
-                       args.bandwidth_mib))
+                       args.bandwidth_mib, first_run))
     log(f"total wall time {time.perf_counter() - started:.0f} s")
 
 
