@@ -112,7 +112,8 @@ def generate(
     else:
         warp = partial(filter_logits, temperature=temperature, top_k=top_k, top_p=top_p) if sampling else None
         sequences, scores = greedy_or_sample(state, max_new_tokens=max_new_tokens, eos=end_tokens, pad=pad,
-                                             warp=warp, generator=generator, streamer=streamer)
+                                             warp=warp, generator=generator, streamer=streamer,
+                                             with_scores=return_scores)
     return GenerateOutput(sequences, scores) if return_scores else sequences
 
 

@@ -14,7 +14,7 @@ from tformer.generation.streamer import Streamer
 def greedy_or_sample(
     state: DecoderState, *, max_new_tokens: int, eos: Tensor, pad: int | None,
     warp: Callable[[Tensor], Tensor] | None = None, generator: torch.Generator | None = None,
-    streamer: Streamer | None = None,
+    streamer: Streamer | None = None, with_scores: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Greedy decoding (argmax each step), or, given `warp` (the sampling filter), sampling from softmax(warp(logits)).
 
@@ -22,6 +22,7 @@ def greedy_or_sample(
     under the distribution it was chosen from. A row that has produced an end token (`eos`, (n,)) is finished:
     it gets `pad` (log-probability 0) until every row is finished or max_new_tokens are made.
     `streamer.put(tokens)` gets each step's tokens (rows,) as they are chosen, `streamer.end()` the end.
+    with_scores=False skips the log-probabilities (a softmax over the vocabulary per step) and returns them empty.
     """
     if eos.numel() and pad is None:
         raise ValueError("finished sequences need a pad_token_id to fill them")
@@ -34,11 +35,11 @@ def greedy_or_sample(
             next_tokens = torch.multinomial(scores.softmax(dim=-1), num_samples=1, generator=generator).squeeze(1)
         else:
             next_tokens = scores.argmax(dim=-1)
-        log_prob = scores.log_softmax(dim=-1).gather(1, next_tokens[:, None]).squeeze(1)
+        if with_scores:
+            log_prob = scores.log_softmax(dim=-1).gather(1, next_tokens[:, None]).squeeze(1)
+            log_probs.append(torch.where(unfinished, log_prob, 0.0) if eos.numel() else log_prob)
         if eos.numel():
             next_tokens = torch.where(unfinished, next_tokens, pad)
-            log_prob = torch.where(unfinished, log_prob, 0.0)
-        log_probs.append(log_prob)
         state.append(next_tokens)
         if streamer is not None:
             streamer.put(next_tokens)
@@ -48,4 +49,5 @@ def greedy_or_sample(
                 break
     if streamer is not None:
         streamer.end()
-    return state.tokens, torch.stack(log_probs, dim=1)
+    rows = state.tokens.size(0)
+    return state.tokens, torch.stack(log_probs, dim=1) if log_probs else state.tokens.new_zeros(rows, 0).float()
