@@ -20,6 +20,7 @@ import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,15 @@ def _full_state(model: nn.Module, optimizer: torch.optim.Optimizer, env: Distrib
             get_optimizer_state_dict(model, optimizer, options=options))
 
 
+def save_model_folder(inner: nn.Module, path: Path, state_dict: dict[str, Any] | None = None) -> None:
+    """save_pretrained without its "transformers will compute differently" warning (said once per run instead)."""
+    if state_dict is not None:
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        save_pretrained(inner, path, state_dict=state_dict)
+
+
 def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any, data_state: dict[str, Any],
                     counters: dict[str, Any], tokenizer: Tokenizer | None, recipe_yaml: str,
@@ -106,7 +116,7 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Mod
     model_state, optimizer_state = _full_state(model, optimizer, env)
     torch.save(rng_state(), tmp / f"rng-rank{env.rank}.pt")
     if env.is_main:
-        save_pretrained(inner, tmp, state_dict={k.removeprefix("module."): v for k, v in model_state.items()})
+        save_model_folder(inner, tmp, model_state)
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer.json")
         (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")

@@ -62,7 +62,13 @@ def _files(recipe: Recipe, paths: list[str], what: str) -> list[Path]:
     return files
 
 
-def _tokenizer(recipe: Recipe, texts: Callable[[], Any], specials: tuple[str, ...] | None) -> Tokenizer:
+def _tokenizer(recipe: Recipe, run_dir: Path, texts: Callable[[], Any], specials: tuple[str, ...] | None,
+               log: Callable[[str], Any]) -> Tokenizer:
+    """The recipe's tokenizer: a given tokenizer.json, or one trained on the training text and kept in RUN/data.
+
+    Training a WordPiece or BPE vocabulary is not bit-for-bit repeatable (ties fall in hash order), so a run
+    trains it once and every later start of the same run (`--resume`) reads the saved one.
+    """
     kind = recipe.data.tokenizer
     if kind.endswith(".json"):
         return Tokenizer.from_file(recipe.data_path(kind))
@@ -70,7 +76,19 @@ def _tokenizer(recipe: Recipe, texts: Callable[[], Any], specials: tuple[str, ..
         specials = ("[UNK]", *specials)
     if kind == "char" and specials is not None:
         specials = tuple(s for s in specials if s != "[UNK]")
-    return Tokenizer.train(texts(), kind=kind, vocab_size=recipe.data.vocab_size, special_tokens=specials)
+    d = recipe.data
+    wanted = {"kind": kind, "vocab_size": d.vocab_size, "specials": list(specials or ()), "corpus": d.corpus,
+              "text": d.text, "train_source": d.train_source, "train_target": d.train_target,
+              "train_pairs": d.train_pairs, "lowercase": d.lowercase, "val_fraction": d.val_fraction}
+    saved, stamp = run_dir / "data" / "tokenizer.json", run_dir / "data" / "tokenizer-recipe.json"
+    if saved.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        log(f"tokenizer: reusing {saved} (trained earlier in this run)")
+        return Tokenizer.from_file(saved)
+    tokenizer = Tokenizer.train(texts(), kind=kind, vocab_size=d.vocab_size, special_tokens=specials)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(saved)
+    stamp.write_text(json.dumps(wanted))
+    return tokenizer
 
 
 def _eval_take(batches: list[dict[str, Tensor]], limit: int | None) -> list[dict[str, Tensor]]:
@@ -135,7 +153,8 @@ def mlm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> Traini
     books = [read_text(f) for f in files]
     held = [int(len(book) * (1 - d.val_fraction)) for book in books]
     specials = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-    tokenizer = _tokenizer(recipe, lambda: iter([book[:h] for book, h in zip(books, held, strict=True)]), specials)
+    tokenizer = _tokenizer(recipe, run_dir, lambda: iter([book[:h] for book, h in zip(books, held, strict=True)]),
+                           specials, log)
     for role in ("pad", "cls", "sep", "mask"):
         if getattr(tokenizer, f"{role}_token_id") is None:
             raise ValueError(f"the tokenizer has no {role} token; masked LM needs [PAD], [CLS], [SEP] and [MASK]")
@@ -220,8 +239,8 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
     if d.lowercase:
         train_pairs, valid_pairs, test_pairs = ([(s.lower(), t.lower()) for s, t in pairs]
                                                 for pairs in (train_pairs, valid_pairs, test_pairs))
-    tokenizer = _tokenizer(recipe, lambda: iter([[s for s, _ in train_pairs], [t for _, t in train_pairs]]),
-                           TRANSLATION_SPECIALS)
+    tokenizer = _tokenizer(recipe, run_dir, lambda: iter([[s for s, _ in train_pairs], [t for _, t in train_pairs]]),
+                           TRANSLATION_SPECIALS, log)
     ids = {role: tokenizer.token_to_id(token) for role, token in
            (("pad", "[PAD]"), ("bos", "[BOS]"), ("eos", "[EOS]"), ("sep", "[SEP]"))}
     if None in ids.values():

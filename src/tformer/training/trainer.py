@@ -277,7 +277,7 @@ class Trainer:
         if self.env.is_main:
             model_dir.mkdir(parents=True, exist_ok=True)
             if not self.env.enabled:
-                self.model.save_pretrained(model_dir)
+                ckpt.save_model_folder(self.model, model_dir)
             self.data.tokenizer.save(model_dir / "tokenizer.json")
         if self.env.enabled:
             self._save_final_distributed(model_dir)
@@ -289,9 +289,7 @@ class Trainer:
 
         state = get_model_state_dict(self.trained, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if self.env.is_main:
-            from tformer.interop.huggingface import save_pretrained
-
-            save_pretrained(self.model, model_dir, state_dict={k.removeprefix("module."): v for k, v in state.items()})
+            ckpt.save_model_folder(self.model, model_dir, state)
         self.env.barrier()
 
     def close(self) -> None:
