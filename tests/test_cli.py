@@ -1,6 +1,8 @@
-"""The `tformer` command line: listing presets, the interim demo, one-line errors."""
+"""The `tformer` command line: listing presets, the demo, one-line errors."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -14,16 +16,26 @@ def test_models_lists_published_presets_with_exact_counts(capsys: pytest.Capture
     assert "gpt2-tiny" not in out
 
 
-def test_demo_runs_a_forward_pass_and_prints_shapes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--presets", "gpt2-tiny", "bert-tiny", "transformer-tiny", "--length", "8"]) == 0
-    out = capsys.readouterr().out
-    assert "gpt2-tiny: GPT, 22,368 parameters" in out
-    assert "logits               (2, 8, 99)" in out
-    assert "nsp_logits           (2, 2)" in out
-    assert "cross_attentions[0]  (2, 4, 4, 8)" in out
+def test_demo_trains_evaluates_and_shows_n_best_lists(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A shortened demo (the real one trains for minutes): it prints the scores and writes its files."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--train.max_steps=20", "--data.train_pairs=2000",
+                 "--data.test_pairs=40", "--data.valid_pairs=20", "--train.threads=1", "--out.progress=none",
+                 "--eval.every=0"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out test numbers: 40" in printed and "exact match" in printed and "BLEU" in printed
+    assert "seven hundred forty-one thousand nine hundred ninety-nine" in printed
+    assert printed.count("4. ") >= 3  # three 4-best lists
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["steps"] == 20 and 0.0 <= summary["test_exact_match"] <= 1.0
+    assert len(summary["examples"]) == 3 and all(len(e["n_best"]) == 4 for e in summary["examples"])
+    assert (out / "final" / "model.safetensors").is_file() and (out / "final" / "tokenizer.json").is_file()
+    assert (out / "loss.png").is_file() and (out / "metrics.jsonl").is_file()
 
 
 def test_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--presets", "gpt2-tiny", "--length", "100"]) == 2
+    assert main(["demo", "--train.max_step=3"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "sequence length 100 is longer than the position table" in err
+    assert err.count("\n") == 1 and "did you mean 'train.max_steps'?" in err
+    with pytest.raises(SystemExit):
+        main(["models", "--train.max_steps=3"])  # only train and demo take recipe options

@@ -14,11 +14,13 @@ def _train(args: argparse.Namespace) -> None:
     if args.print_config:
         sys.stdout.write(to_yaml(recipe))
         return
-    from tformer.training.trainer import Trainer  # torch-heavy imports only when training
+    from tformer.training.trainer import Trainer, TrainingDiverged  # torch-heavy imports only when training
 
     trainer = Trainer(recipe)
     try:
         result = trainer.fit(resume=args.resume)
+    except TrainingDiverged as error:  # a user-facing stop: one line, exit code 2, checkpoints kept
+        raise ValueError(str(error)) from None
     finally:
         trainer.close()
     if trainer.env.is_main:

@@ -114,8 +114,10 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Mod
         tmp.mkdir(parents=True)
     env.barrier()
     model_state, optimizer_state = _full_state(model, optimizer, env)
-    torch.save(rng_state(), tmp / f"rng-rank{env.rank}.pt")
+    rng_states = env.gather_to_main(rng_state())  # rank 0 alone writes, each process's RNG state included
     if env.is_main:
+        for rank, state in enumerate(rng_states):
+            torch.save(state, tmp / f"rng-rank{rank}.pt")
         save_model_folder(inner, tmp, model_state)
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer.json")
@@ -136,13 +138,32 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Mod
     return final
 
 
-def load_checkpoint(path: Path, *, inner: nn.Module) -> dict[str, Any]:
-    """Load the weights of checkpoint `path` into the (unwrapped) model; return the trainer state for the rest."""
+def load_checkpoint(path: Path, *, inner: nn.Module, env: Distributed | None = None) -> dict[str, Any]:
+    """Load the weights of checkpoint `path` into the (unwrapped) model; return the trainer state for the rest.
+
+    Under FSDP the model's parameters are shards (DTensors): the full weights are read into a plain copy and each
+    process keeps its shards of them (`set_model_state_dict`, every process calls this).
+    """
     if not (path / "trainer.pt").is_file():
         raise FileNotFoundError(f"{path} is not a complete training checkpoint (no trainer.pt); pick another one "
                                 f"from {path.parent}")
-    load_weights(inner, path)
+    if env is not None and env.enabled and _is_sharded(inner):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        from tformer.models import build_model
+
+        full = build_model(inner.config)
+        load_weights(full, path)
+        set_model_state_dict(inner, full.state_dict(), options=StateDictOptions(full_state_dict=True))
+    else:
+        load_weights(inner, path)
     return torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+
+
+def _is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def restore_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],

@@ -54,7 +54,17 @@ class TrainingData:
 def _files(recipe: Recipe, paths: list[str], what: str) -> list[Path]:
     if not paths:
         raise ValueError(f"data.text is empty; list the {what} text files in the recipe (relative to data.root)")
-    files = [recipe.data_path(p) for p in paths]
+    files: list[Path] = []
+    for pattern in paths:
+        path = recipe.data_path(pattern)
+        if any(ch in pattern for ch in "*?["):
+            matched = sorted(path.parent.glob(path.name))
+            if not matched:
+                raise FileNotFoundError(f"no file matches {path}; set data.root (or TFORMER_DATA) to the folder "
+                                        f"that holds {pattern}")
+            files.extend(matched)
+        else:
+            files.append(path)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"data file {missing[0]} does not exist; set data.root (or TFORMER_DATA) to the "
@@ -263,9 +273,9 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
         return ParallelCorpus([[*sources[i], ids["eos"]] for i in keep], [[*targets[i], ids["eos"]] for i in keep])
 
     train_corpus, valid_corpus = corpus(train_pairs), corpus(valid_pairs)
-    log(f"data: {len(train_corpus):,} training and {len(valid_corpus):,} validation pairs (of {len(train_pairs):,} / "
-        f"{len(valid_pairs):,}; pairs over data.max_length={d.max_length} tokens dropped); tokenizer {tokenizer.kind} with "
-        f"{tokenizer.vocab_size:,} tokens")
+    log(f"data: {len(train_corpus):,} training and {len(valid_corpus):,} validation pairs (of "
+        f"{len(train_pairs):,} / {len(valid_pairs):,}; pairs over data.max_length={d.max_length} tokens dropped); "
+        f"tokenizer {tokenizer.kind} with {tokenizer.vocab_size:,} tokens")
     seed = recipe.train.seed
     if recipe.train.objective == "seq2seq":
         train = seq2seq_stream(train_corpus, batch_size=d.batch_size, max_tokens=d.max_tokens, pad_id=ids["pad"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -44,6 +45,14 @@ class Distributed:
         if self.enabled:
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         return dict(zip(keys, flat.cpu().unbind(), strict=True))
+
+    def gather_to_main(self, value: Any) -> list[Any]:
+        """Every process's `value` (any picklable object), in rank order, on rank 0; [] on the others."""
+        if not self.enabled:
+            return [value]
+        gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered or []
 
     def close(self) -> None:
         if self.started_group and dist.is_initialized():

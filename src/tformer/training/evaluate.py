@@ -33,6 +33,24 @@ def evaluate_loss(model: nn.Module, objective: Objective, batches: Sequence[dict
     return objective.summary(reduced)
 
 
+def _source_batch(tokenizer: Tokenizer, sources: Sequence[str], decoder_only: bool) -> tuple[Tensor, Tensor]:
+    """Encoder-decoder: source [EOS], right-padded. T-D: source [SEP], left-padded, so new tokens follow directly."""
+    eos, pad, sep = (tokenizer.token_to_id(t) for t in ("[EOS]", "[PAD]", "[SEP]"))
+    rows = [[*tokenizer.encode(s, add_special_tokens=False), sep if decoder_only else eos] for s in sources]
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for r, row in enumerate(rows):
+        span = slice(width - len(row), width) if decoder_only else slice(0, len(row))
+        input_ids[r, span], mask[r, span] = torch.tensor(row), 1
+    return input_ids, mask
+
+
+def _decode(tokenizer: Tokenizer, ids: list[int]) -> str:
+    eos = tokenizer.token_to_id("[EOS]")
+    return tokenizer.decode(ids[:ids.index(eos)] if eos in ids else ids)
+
+
 @torch.no_grad()
 def translate(model: nn.Module, tokenizer: Tokenizer, sources: Sequence[str], *, decoder_only: bool,
               device: torch.device, batch_size: int = 256, num_beams: int = 1, max_new_tokens: int = 64,
@@ -44,29 +62,37 @@ def translate(model: nn.Module, tokenizer: Tokenizer, sources: Sequence[str], *,
     """
     was_training = model.training
     model.eval()
-    eos, pad, sep = (tokenizer.token_to_id(t) for t in ("[EOS]", "[PAD]", "[SEP]"))
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths share a batch
     results: list[str] = [""] * len(sources)
+    eos, pad = tokenizer.token_to_id("[EOS]"), tokenizer.token_to_id("[PAD]")
     for begin in range(0, len(order), batch_size):
         chunk = order[begin:begin + batch_size]
-        encoded = [tokenizer.encode(sources[i], add_special_tokens=False) for i in chunk]
-        rows = [[*ids, sep] if decoder_only else [*ids, eos] for ids in encoded]
-        width = max(map(len, rows))
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for r, row in enumerate(rows):
-            if decoder_only:  # left padding: the new tokens follow every prompt directly
-                input_ids[r, width - len(row):], mask[r, width - len(row):] = torch.tensor(row), 1
-            else:
-                input_ids[r, :len(row)], mask[r, :len(row)] = torch.tensor(row), 1
+        input_ids, mask = _source_batch(tokenizer, [sources[i] for i in chunk], decoder_only)
         out = generate(model, input_ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,
                        num_beams=num_beams, length_penalty=length_penalty, early_stopping=num_beams > 1,
                        eos_token_id=eos, pad_token_id=pad)
-        new = out[:, width:] if decoder_only else out
+        new = out[:, input_ids.shape[1]:] if decoder_only else out
         for i, ids in zip(chunk, new.tolist(), strict=True):
-            results[i] = tokenizer.decode(ids[:ids.index(eos)] if eos in ids else ids)
+            results[i] = _decode(tokenizer, ids)
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def n_best(model: nn.Module, tokenizer: Tokenizer, source: str, *, decoder_only: bool, device: torch.device,
+           n: int = 4, max_new_tokens: int = 64, length_penalty: float = 1.0) -> list[tuple[str, float]]:
+    """The n best translations of one sentence by beam search (n beams), with their length-normalised scores."""
+    was_training = model.training
+    model.eval()
+    input_ids, mask = _source_batch(tokenizer, [source], decoder_only)
+    out = generate(model, input_ids.to(device), mask.to(device), max_new_tokens=max_new_tokens, num_beams=n,
+                   num_return_sequences=n, length_penalty=length_penalty, early_stopping=True,
+                   eos_token_id=tokenizer.token_to_id("[EOS]"), pad_token_id=tokenizer.token_to_id("[PAD]"),
+                   return_scores=True)
+    model.train(was_training)
+    new = out.sequences[:, input_ids.shape[1]:] if decoder_only else out.sequences
+    return [(_decode(tokenizer, ids), float(score)) for ids, score in zip(new.tolist(), out.scores.tolist(),
+                                                                          strict=True)]
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:

@@ -16,7 +16,8 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     Tied parameters appear once (named_parameters() skips duplicates).
     """
-    no_decay_modules = (nn.LayerNorm, nn.Embedding, LearnedPositions, *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+    no_decay_modules = (nn.LayerNorm, nn.Embedding, LearnedPositions,
+                        *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
     no_decay: set[int] = set()
     for module in model.modules():
         if isinstance(module, no_decay_modules):

@@ -61,7 +61,11 @@ class Trainer:
         self.run_dir = recipe.run_dir
         self._seed(t.seed)
         say = (lambda text: print(text, file=log_stream, flush=True)) if self.env.is_main else (lambda text: None)
+        if not self.env.is_main:
+            self.env.barrier()  # rank 0 prepares the data files first; the others then only read them
         self.data = data if data is not None else build_data(recipe, self.run_dir, say)
+        if self.env.is_main:
+            self.env.barrier()
         self.objective = build_objective(t.objective, t.label_smoothing)
         self.model: TransformerModel = self._build_model()
         self.model.to(self.env.device)
@@ -133,7 +137,7 @@ class Trainer:
         path = path or ckpt.latest_checkpoint(self.run_dir)
         if path is None:
             return None
-        state = ckpt.load_checkpoint(path, inner=self.model)
+        state = ckpt.load_checkpoint(path, inner=self.model, env=self.env)
         ckpt.restore_optimizer(self.trained if self.env.enabled else self.model, self.optimizer, state["optimizer"],
                                self.env)
         self.scheduler.load_state_dict(state["scheduler"])
@@ -217,6 +221,11 @@ class Trainer:
             hypotheses = self.translate([s for s, _ in pairs])
             metrics["bleu"] = bleu(hypotheses, [t for _, t in pairs])
             metrics["exact_match"] = exact_match(hypotheses, [t for _, t in pairs])
+        if final and e.bleu and self.data.test_pairs:
+            hypotheses = self.translate([s for s, _ in self.data.test_pairs])
+            references = [t for _, t in self.data.test_pairs]
+            metrics["test_bleu"] = bleu(hypotheses, references)
+            metrics["test_exact_match"] = exact_match(hypotheses, references)
         return metrics
 
     def translate(self, sources: list[str], num_beams: int | None = None) -> list[str]:

@@ -1,0 +1,96 @@
+"""The Trainer end to end: logs, outputs, NaN stop, translation scores, the `tformer train` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tformer.cli import main
+from tformer.training import Trainer, TrainingDiverged
+from tformer.training.checkpoint import latest_checkpoint
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_recipe, monkeypatch) -> None:
+    trainer = Trainer(make_recipe("causal_lm", "--out.checkpoint_every=2"))
+    real_loss, calls = trainer.objective.loss, {"n": 0}
+
+    def poisoned(model, batch, totals):
+        calls["n"] += 1
+        loss, sums = real_loss(model, batch, totals)
+        if calls["n"] == 3:
+            return loss * float("nan"), {**sums, "loss_sum": sums["loss_sum"] * float("nan")}
+        return loss, sums
+
+    monkeypatch.setattr(trainer.objective, "loss", poisoned)
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    assert "the loss is nan at step 3" in message and "step-00000002" in message and "--resume" in message
+    assert "\n" not in message
+    good = latest_checkpoint(trainer.run_dir)
+    assert good is not None and good.name == "step-00000002"
+    assert trainer.step == 2  # the poisoned step never reached the optimizer
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_fit_logs_jsonl_tensorboard_and_the_loss_curve(make_recipe) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tensorboard")
+    recipe = make_recipe("causal_lm", "--out.tensorboard=true", "--out.plot=true", "--eval.every=3",
+                         "--out.log_every=2")
+    result = Trainer(recipe).fit()
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train] == [2, 4, 6]
+    assert all({"loss", "ppl", "lr", "tok/s"} <= set(r) for r in train)
+    assert [r["step"] for r in rows if r["split"] == "eval"] == [3, 6]
+    assert (result.run_dir / "loss.png").stat().st_size > 1000
+    assert any((result.run_dir / "tensorboard").iterdir())
+    assert (result.run_dir / "recipe.yaml").is_file()
+
+
+def test_translation_runs_score_bleu_and_exact_match(make_recipe) -> None:
+    result = Trainer(make_recipe("seq2seq", "--eval.bleu=true", "--eval.bleu_pairs=8", "--eval.max_new_tokens=8",
+                                 "--train.max_steps=2")).fit()
+    for key in ("bleu", "exact_match", "test_bleu", "test_exact_match", "loss", "ppl"):
+        assert key in result.eval_metrics, key
+    assert 0 <= result.eval_metrics["bleu"] <= 100 and 0 <= result.eval_metrics["test_exact_match"] <= 1
+
+
+def test_a_preset_of_the_wrong_family_is_a_clear_error(make_recipe) -> None:
+    with pytest.raises(ValueError, match="trains a bert model but model.preset=gpt2-tiny is gpt"):
+        Trainer(make_recipe("mlm_nsp", "--model.preset=gpt2-tiny"))
+    with pytest.raises(ValueError, match="data.block_size=100 is longer than the model's position table"):
+        Trainer(make_recipe("causal_lm", "--data.block_size=100"))
+
+
+def test_tformer_train_runs_a_recipe_and_resumes(make_recipe, tmp_path, capsys) -> None:
+    recipe_file = tmp_path / "tiny.yaml"
+    recipe = make_recipe("causal_lm", "--out.checkpoint_every=2")
+    from tformer.training.options import to_yaml
+
+    recipe_file.write_text(to_yaml(recipe))
+    assert main(["train", str(recipe_file), "--train.max_steps=4"]) == 0
+    out = capsys.readouterr().out
+    assert "done: 4 steps" in out and "model folder:" in out
+    assert main(["train", str(recipe_file), "--train.max_steps=6", "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming from" in captured.out + captured.err and "done: 6 steps" in captured.out
+    assert main(["train", str(recipe_file), "--print-config", "--train.lr=0.5"]) == 0
+    assert "lr: 0.5  # peak learning rate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "gpt-shakespeare-char", "--train.lrr=1"], "did you mean 'train.lr'?"),
+    (["train", "gpt-shakespeare-char", "--data.batch_size=many"], "data.batch_size='many' must be an integer"),
+    (["train", "gpt-shakespeare-char", "stray"], "unrecognised argument 'stray'"),
+    (["train", "no-such-recipe"], "is neither a file nor a shipped recipe"),
+    (["train", "gpt-shakespeare-char", "--data.root=/nonexistent", "--out.dir=/tmp/tformer-never"],
+     "does not exist; set data.root"),
+])
+def test_tformer_train_errors_are_one_line(args, message, capsys) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
