@@ -94,3 +94,21 @@ def test_tformer_train_errors_are_one_line(args, message, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_bf16_autocast_follows_fp32_on_cpu(make_recipe) -> None:
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        trainer = Trainer(make_recipe("causal_lm", f"--train.precision={precision}", "--train.max_steps=20",
+                                      "--train.lr=1e-2", run=precision))
+        curves[precision] = [(s := trainer.train_step())["loss_sum"] / s["tokens"] for _ in range(20)]
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+    assert curves["bf16"][-1] < 0.85 * curves["bf16"][0]
+    assert max(abs(a - b) for a, b in zip(curves["fp32"], curves["bf16"], strict=True)) < 0.05
+
+
+def test_fp16_needs_cuda(make_recipe) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device; on CPU use train.precision=bf16"):
+        Trainer(make_recipe("causal_lm", "--train.precision=fp16"))
