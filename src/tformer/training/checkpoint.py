@@ -153,8 +153,11 @@ def load_checkpoint(path: Path, *, inner: nn.Module, env: Distributed | None = N
         from tformer.models import build_model
 
         full = build_model(inner.config)
-        load_weights(full, path)
-        set_model_state_dict(inner, full.state_dict(), options=StateDictOptions(full_state_dict=True))
+        load_weights(full, path)  # checks every name and shape
+        # tied weights once, under the name FSDP sharded them by (their other names hold the same parameter)
+        names = {name for name, _ in inner.named_parameters()} | {name for name, _ in inner.named_buffers()}
+        state = {name: tensor for name, tensor in full.state_dict().items() if name in names}
+        set_model_state_dict(inner, state, options=StateDictOptions(full_state_dict=True, strict=False))
     else:
         load_weights(inner, path)
     return torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
