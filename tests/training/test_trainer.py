@@ -112,3 +112,11 @@ def test_fp16_needs_cuda(make_recipe) -> None:
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError, match="fp16 needs a CUDA device; on CPU use train.precision=bf16"):
         Trainer(make_recipe("causal_lm", "--train.precision=fp16"))
+
+
+def test_data_text_takes_globs(make_recipe, tmp_path) -> None:
+    trainer = Trainer(make_recipe("causal_lm", f"--data.text=[{tmp_path}/book*.txt]", "--data.val_fraction=0.2"))
+    meta = json.loads((trainer.run_dir / "data" / "meta.json").read_text())
+    assert meta["inputs"] == [str(tmp_path / f"book{i}.txt") for i in range(3)]
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        Trainer(make_recipe("causal_lm", f"--data.text=[{tmp_path}/nothing*.txt]", run="other"))
