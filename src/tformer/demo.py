@@ -34,7 +34,9 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = Non
     metrics = result.eval_metrics
     test_count = len(trainer.data.test_pairs)
     say(f"\nheld-out test numbers: {test_count:,} (never seen in training), greedy decoding")
-    say(f"  exact match {100 * metrics['test_exact_match']:.2f} %   BLEU {metrics['test_bleu']:.2f}")
+    unit = " on characters" if recipe.eval.bleu_tokenize == "char" else ""
+    say(f"  exact match {100 * metrics['test_exact_match']:.2f} %   BLEU{unit} {metrics['test_bleu']:.2f} "
+        f"(sacrebleu, tokenize={recipe.eval.bleu_tokenize})")
     say("\n4-best beam search (score = sum of log-probabilities / length):")
     shown = []
     for number in examples:
@@ -47,7 +49,7 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = Non
         shown.append({"number": number, "source": source, "n_best": best})
     seconds = time.perf_counter() - began
     summary = {"test_pairs": test_count, "test_exact_match": metrics["test_exact_match"],
-               "test_bleu": metrics["test_bleu"], "valid": {k: v for k, v in metrics.items()
+               "test_bleu": metrics["test_bleu"], "bleu_tokenize": recipe.eval.bleu_tokenize, "valid": {k: v for k, v in metrics.items()
                                                             if not k.startswith("test_")},
                "train": result.train_metrics, "steps": result.step, "seconds": round(seconds, 1),
                "examples": shown}

@@ -95,11 +95,13 @@ def n_best(model: nn.Module, tokenizer: Tokenizer, source: str, *, decoder_only:
                                                                           strict=True)]
 
 
-def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    """Corpus BLEU (sacrebleu, its default 13a tokenisation), 0-100."""
+def bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:
+    """Corpus BLEU with sacrebleu, 0-100. tokenize: "13a" (sacrebleu's default, words) or "char" (characters:
+    the meaningful choice when targets are single words, such as German numbers, where word 4-grams never occur).
+    """
     import sacrebleu
 
-    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
 
 
 def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:

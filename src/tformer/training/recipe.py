@@ -140,6 +140,9 @@ class EvalOptions:
     batches: int | None = _help("evaluation batches per evaluation (None: the whole validation set)", 20)
     bleu: bool = _help("translation: also decode the validation sources and score BLEU (sacrebleu)", False)
     bleu_pairs: int | None = _help("translation: validation pairs decoded for BLEU (None: all)", 500)
+    bleu_tokenize: Literal["13a", "char", "intl", "none"] = _help(
+        "sacrebleu tokenisation: 13a (words, the standard) or char (for one-word targets such as German numbers)",
+        "13a")
     num_beams: int = _help("translation: beams when decoding for BLEU and the test score", 1)
     max_new_tokens: int = _help("translation: longest decoded target", 64)
     length_penalty: float = _help("translation: beam length penalty", 1.0)

@@ -219,12 +219,12 @@ class Trainer:
         if e.bleu and self.data.valid_pairs:
             pairs = self.data.valid_pairs[:e.bleu_pairs] if e.bleu_pairs else self.data.valid_pairs
             hypotheses = self.translate([s for s, _ in pairs])
-            metrics["bleu"] = bleu(hypotheses, [t for _, t in pairs])
+            metrics["bleu"] = bleu(hypotheses, [t for _, t in pairs], e.bleu_tokenize)
             metrics["exact_match"] = exact_match(hypotheses, [t for _, t in pairs])
         if final and e.bleu and self.data.test_pairs:
             hypotheses = self.translate([s for s, _ in self.data.test_pairs])
             references = [t for _, t in self.data.test_pairs]
-            metrics["test_bleu"] = bleu(hypotheses, references)
+            metrics["test_bleu"] = bleu(hypotheses, references, e.bleu_tokenize)
             metrics["test_exact_match"] = exact_match(hypotheses, references)
         return metrics
 
