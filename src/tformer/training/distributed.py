@@ -91,13 +91,14 @@ def setup(device_name: str) -> Distributed:
 
 
 def shard(batch: dict[str, Tensor], rank: int, world_size: int) -> dict[str, Tensor]:
-    """This process's rows of a global batch: contiguous, nearly equal parts (tensor_split along dim 0)."""
+    """This process's rows of a global batch: contiguous, nearly equal parts (tensor_split along dim 0).
+
+    A batch with fewer rows than processes (the last batch of an epoch, a token-budget batch of long rows) leaves
+    some processes an empty share; they still run forward and backward, so DDP / FSDP collectives stay matched,
+    and add nothing to the loss, whose counts are summed over all processes.
+    """
     if world_size == 1:
         return batch
-    rows = next(iter(batch.values())).shape[0]
-    if rows < world_size:
-        raise ValueError(f"a batch of {rows} rows cannot be shared by {world_size} processes; raise data.batch_size "
-                         f"to at least {world_size}")
     return {k: v.tensor_split(world_size)[rank] for k, v in batch.items()}
 
 
