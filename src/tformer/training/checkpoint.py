@@ -171,13 +171,34 @@ def _is_sharded(model: nn.Module) -> bool:
 
 def restore_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
                       env: Distributed) -> None:
-    """Load a saved full optimizer state into this process's optimizer (sharded again under FSDP)."""
-    if not env.enabled:
+    """Load a saved full optimizer state into this process's optimizer (sharded again under FSDP).
+
+    One process saves the optimizer's own format (parameters numbered in group order), torchrun processes save
+    parameters by name; either loads into either, so a run can resume with another number of processes.
+    """
+    by_name = any(isinstance(p, str) for group in state["param_groups"] for p in group["params"])
+    if not env.enabled and not by_name:
         optimizer.load_state_dict(state)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+    if not by_name:
+        state = _optimizer_state_by_name(model, optimizer, state)
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=env.enabled))
+
+
+def _optimizer_state_by_name(model: nn.Module, optimizer: torch.optim.Optimizer,
+                             state: dict[str, Any]) -> dict[str, Any]:
+    """A one-process optimizer state keyed by parameter names (the groups are built in the same order)."""
+    names = {id(p): re.sub(r"^(_orig_mod\.)?(module\.)?", "", n) for n, p in model.named_parameters()}
+    name_of: dict[int, str] = {}
+    for saved, current in zip(state["param_groups"], optimizer.param_groups, strict=True):
+        if len(saved["params"]) != len(current["params"]):
+            raise ValueError("the checkpoint's optimizer state does not match this model's parameters; resume with "
+                             "the recipe that wrote it")
+        name_of.update({i: names[id(p)] for i, p in zip(saved["params"], current["params"], strict=True)})
+    return {"state": {name_of[i]: value for i, value in state["state"].items()},
+            "param_groups": [{**g, "params": [name_of[i] for i in g["params"]]} for g in state["param_groups"]]}
 
 
 def restore_rng(path: Path, env: Distributed) -> None:
