@@ -27,12 +27,12 @@ def test_no_weight_decay_on_biases_norms_and_embeddings(preset: str) -> None:
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
-def test_warmup_then_cosine_to_min_lr() -> None:
+def test_warmup_then_cosine_to_min_lr_as_nanogpt() -> None:
     f = lr_multiplier("cosine", max_steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(99) == pytest.approx(0.1)  # the last step trains at min_lr
-    assert f(54) == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)  # half way through the decay
-    values = [f(s) for s in range(10, 100)]
+    assert f(0) == pytest.approx(1 / 11) and f(9) == pytest.approx(10 / 11) and f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)  # half way through the decay
+    assert 0.1 < f(99) < 0.1005 and f(100) == pytest.approx(0.1)  # the last step still moves; min_lr at the end
+    values = [f(s) for s in range(10, 101)]
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
@@ -47,7 +47,7 @@ def test_noam_is_the_papers_inverse_square_root() -> None:
 
 def test_linear_and_constant() -> None:
     linear = lr_multiplier("linear", max_steps=11, warmup_steps=1, lr=1.0, min_lr=0.0)
-    assert linear(0) == 1.0 and linear(10) == pytest.approx(0.0) and linear(5) == pytest.approx(0.5)
+    assert linear(0) == 0.5 and linear(1) == 1.0 and linear(6) == pytest.approx(0.5) and linear(11) == 0.0
     constant = lr_multiplier("constant", max_steps=10, warmup_steps=0, lr=1.0)
     assert all(constant(s) == 1.0 for s in range(12))
-    assert math.isclose(lr_multiplier("constant", max_steps=10, warmup_steps=4, lr=1.0)(1), 0.5)
+    assert math.isclose(lr_multiplier("constant", max_steps=10, warmup_steps=4, lr=1.0)(1), 0.4)

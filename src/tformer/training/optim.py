@@ -45,21 +45,22 @@ def lr_multiplier(schedule: str, *, max_steps: int, warmup_steps: int, lr: float
                   min_lr: float = 0.0) -> Callable[[int], float]:
     """step -> factor on the peak lr, for LambdaLR. `step` counts optimizer steps taken so far (0 at the start).
 
-    warmup: linear from 1/warmup to 1 over the first `warmup_steps` steps (step 0 already trains).
-    cosine / linear: from lr down to min_lr at `max_steps`. noam: min(s / warmup, sqrt(warmup / s)) with s = step+1,
-    the paper's d_model^-0.5 * min(s^-0.5, s * warmup^-1.5) up to the constant factor that `lr` sets.
+    As nanoGPT: warmup (step + 1) / (warmup + 1) for the first `warmup_steps` steps; then cosine or linear from
+    lr at step `warmup_steps` towards min_lr, which it reaches at `max_steps` (one past the last step, so every
+    step trains). noam: min(s / warmup, sqrt(warmup / s)) with s = step + 1, the paper's
+    d_model^-0.5 * min(s^-0.5, s * warmup^-1.5) up to the constant factor that `lr` sets.
     """
     floor = min_lr / lr
 
     def factor(step: int) -> float:
-        s = step + 1
         if schedule == "noam":
+            s = step + 1
             return min(s / warmup_steps, math.sqrt(warmup_steps / s))
-        if warmup_steps and s <= warmup_steps:
-            return s / warmup_steps
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
         if schedule == "constant":
             return 1.0
-        progress = min(1.0, (s - warmup_steps) / max(1, max_steps - warmup_steps))
+        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
         if schedule == "cosine":
             return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
         if schedule == "linear":
