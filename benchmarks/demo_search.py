@@ -23,7 +23,8 @@ Findings (2-core CPU shared with other jobs, torch 2.13 CPU; all runs score all 
   smoothing 0.1, clip 1.0, 256 pairs per batch, 100k training pairs, 800 steps (about 2 epochs).
 * Exact match at 800 steps: 99.89 % (seed 0), 99.53 % (seed 1); 1200 steps: 99.92 %. Learned positions: 99.75 %.
   The remaining errors are numbers below 1000 (about 0.1 % of the training data) that get "tausend" appended.
-* Throughput with 2 threads at load ~1: 6.5 steps/s, ~29.7k tokens/s, so 800 steps take ~2 minutes.
+* Throughput with 2 threads at load ~1: 6.5 steps/s, ~29.7k tokens/s, so 800 steps take ~2 minutes. Under
+  load 6-8 from other jobs, --threads 2 fell to 0.44 steps/s while --threads 1 runs got 0.9-1.2 steps/s.
 * sacrebleu's default BLEU is 0 here: each German number is one word, so there are no 2- to 4-grams to match.
   `tokenize="char"` (character BLEU) and chrF are the meaningful scores and are reported as bleu_char and chrf.
 """
