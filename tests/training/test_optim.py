@@ -27,6 +27,15 @@ def test_no_weight_decay_on_biases_norms_and_embeddings(preset: str) -> None:
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
 
 
+def test_decay_embeddings_as_nanogpt() -> None:
+    model = build_model(ModelConfig.preset("gpt2-tiny"))
+    decay, rest = decay_groups(model, 0.1, decay_embeddings=True)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {"embeddings.token.weight", "embeddings.positions.weight"} <= decayed
+    assert not any("norm" in names[id(p)] for p in decay["params"])
+
+
 def test_warmup_then_cosine_to_min_lr_as_nanogpt() -> None:
     f = lr_multiplier("cosine", max_steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
     assert f(0) == pytest.approx(1 / 11) and f(9) == pytest.approx(10 / 11) and f(10) == pytest.approx(1.0)

@@ -89,7 +89,8 @@ def _tokenizer(recipe: Recipe, run_dir: Path, texts: Callable[[], Any], specials
     d = recipe.data
     wanted = {"kind": kind, "vocab_size": d.vocab_size, "specials": list(specials or ()), "corpus": d.corpus,
               "text": d.text, "train_source": d.train_source, "train_target": d.train_target,
-              "train_pairs": d.train_pairs, "lowercase": d.lowercase, "val_fraction": d.val_fraction}
+              "train_pairs": d.train_pairs, "tokenizer_pairs": d.tokenizer_pairs, "lowercase": d.lowercase,
+              "val_fraction": d.val_fraction}
     saved, stamp = run_dir / "data" / "tokenizer.json", run_dir / "data" / "tokenizer-recipe.json"
     if saved.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == wanted:
         log(f"tokenizer: reusing {saved} (trained earlier in this run)")
@@ -249,7 +250,8 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
     if d.lowercase:
         train_pairs, valid_pairs, test_pairs = ([(s.lower(), t.lower()) for s, t in pairs]
                                                 for pairs in (train_pairs, valid_pairs, test_pairs))
-    tokenizer = _tokenizer(recipe, run_dir, lambda: iter([[s for s, _ in train_pairs], [t for _, t in train_pairs]]),
+    sample = train_pairs[:d.tokenizer_pairs] if d.tokenizer_pairs else train_pairs
+    tokenizer = _tokenizer(recipe, run_dir, lambda: iter([[s for s, _ in sample], [t for _, t in sample]]),
                            TRANSLATION_SPECIALS, log)
     ids = {role: tokenizer.token_to_id(token) for role, token in
            (("pad", "[PAD]"), ("bos", "[BOS]"), ("eos", "[EOS]"), ("sep", "[SEP]"))}

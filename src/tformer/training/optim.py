@@ -11,13 +11,14 @@ from torch import nn
 from tformer.layers.positions import LearnedPositions
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def decay_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool = False) -> list[dict]:
     """Two AdamW groups: matrices of linear layers decay; biases, norms and embeddings do not (as GPT-2 / BERT).
 
+    `decay_embeddings=True` decays token and position tables too, as nanoGPT does (every tensor of 2+ dims).
     Tied parameters appear once (named_parameters() skips duplicates).
     """
-    no_decay_modules = (nn.LayerNorm, nn.Embedding, LearnedPositions,
-                        *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+    norms = (nn.LayerNorm, *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+    no_decay_modules = norms if decay_embeddings else (*norms, nn.Embedding, LearnedPositions)
     no_decay: set[int] = set()
     for module in model.modules():
         if isinstance(module, no_decay_modules):
@@ -34,10 +35,10 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
-                    eps: float) -> torch.optim.AdamW:
+                    eps: float, decay_embeddings: bool = False) -> torch.optim.AdamW:
     """AdamW over `decay_groups`; the fused kernel on CUDA."""
     on_cuda = any(p.is_cuda for p in model.parameters())
-    return torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr, betas=betas, eps=eps,
+    return torch.optim.AdamW(decay_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps,
                              **({"fused": True} if on_cuda else {}))
 
 

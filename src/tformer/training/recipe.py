@@ -71,6 +71,8 @@ class DataOptions:
     test_pairs: int | None = _help("numbers: test pairs (None: the whole split, about 10,000)")
     tokenizer: str = _help("char, word, bpe or wordpiece (trained on the training text), or a tokenizer.json path",
                            "char")
+    tokenizer_pairs: int | None = _help("translation: train the tokenizer on the first N training pairs only "
+                                        "(None: all of them)")
     vocab_size: int | None = _help("vocabulary size for bpe / word / wordpiece (None: the tokenizer's default)")
     block_size: int = _help("causal_lm: tokens per training window", 256)
     max_length: int = _help("mlm / mlm_nsp: tokens per example; translation: longest source or target kept", 128)
@@ -104,6 +106,8 @@ class TrainOptions:
         "(the paper's inverse square root; lr = d_model^-0.5 * warmup^-0.5 gives its values); constant", "cosine")
     warmup_steps: int = _help("steps of linear warmup from 0 to lr", 0)
     weight_decay: float = _help("AdamW weight decay (never on biases, norms and embeddings)", 0.01)
+    decay_embeddings: bool = _help("also decay token and position embeddings (nanoGPT does; GPT-2 and BERT "
+                                   "practice does not)", False)
     betas: tuple[float, float] = _help("AdamW betas", (0.9, 0.999))
     eps: float = _help("AdamW epsilon", 1e-8)
     clip_grad_norm: float | None = _help("clip the global gradient norm to this (None: no clipping)", 1.0)

@@ -74,7 +74,8 @@ class Trainer:
         if t.compile:
             self.trained = torch.compile(self.trained)
         self.optimizer = build_optimizer(self.model if not self.env.enabled else self.trained, lr=t.lr,
-                                         weight_decay=t.weight_decay, betas=t.betas, eps=t.eps)
+                                         weight_decay=t.weight_decay, betas=t.betas, eps=t.eps,
+                                         decay_embeddings=t.decay_embeddings)
         self.scheduler = build_scheduler(self.optimizer, t.schedule, max_steps=t.max_steps,
                                          warmup_steps=t.warmup_steps, lr=t.lr, min_lr=t.min_lr)
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
