@@ -48,11 +48,12 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = Non
             say(f"           {rank}. {text:<44} {score:8.4f}")
         shown.append({"number": number, "source": source, "n_best": best})
     seconds = time.perf_counter() - began
-    summary = {"test_pairs": test_count, "test_exact_match": metrics["test_exact_match"],
-               "test_bleu": metrics["test_bleu"], "bleu_tokenize": recipe.eval.bleu_tokenize, "valid": {k: v for k, v in metrics.items()
-                                                            if not k.startswith("test_")},
-               "train": result.train_metrics, "steps": result.step, "seconds": round(seconds, 1),
-               "examples": shown}
+    summary = {
+        "test_pairs": test_count, "test_exact_match": metrics["test_exact_match"], "test_bleu": metrics["test_bleu"],
+        "bleu_tokenize": recipe.eval.bleu_tokenize,
+        "valid": {k: v for k, v in metrics.items() if not k.startswith("test_")},
+        "train": result.train_metrics, "steps": result.step, "seconds": round(seconds, 1), "examples": shown,
+    }
     path = result.run_dir / "metrics.json"
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     say(f"\nwrote {result.model_dir}/ (model + tokenizer: tformer translate --model {result.model_dir} "
