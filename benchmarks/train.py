@@ -280,10 +280,13 @@ def format_table(results: list[RowResult], peaks: dict[str, list[dict[str, float
     if "bf16" in peak and "fp32" in peak:
         bf16_rows = [r for r in results if r.row.precision == "bf16"]
         if bf16_rows:
+            def fp32_mfu(r: RowResult, library: str) -> str:
+                achieved = statistics.median(r.tokens_per_s[library]) * r.flops_per_token / 1e9
+                return f"{achieved / peak['fp32'] * 100:.2f} %"
+
             lines.append("bf16 rows against the float32 peak: " + ", ".join(
-                f"{r.row.name} {statistics.median(r.tokens_per_s['tformer']) * r.flops_per_token / 1e9 / peak['fp32'] * 100:.2f} % / "
-                f"{statistics.median(r.tokens_per_s['transformers']) * r.flops_per_token / 1e9 / peak['fp32'] * 100:.2f} %"
-                for r in bf16_rows) + " (tformer / transformers).")
+                f"{r.row.name} {fp32_mfu(r, 'tformer')} / {fp32_mfu(r, 'transformers')}" for r in bf16_rows)
+                + " (tformer / transformers).")
     return "\n".join(lines)
 
 
