@@ -23,7 +23,7 @@ from tformer.data.mlm import MLMCollator, pad_ids
 from tformer.data.nsp import PretrainingCollator, make_nsp_examples
 from tformer.data.prepare import prepare, read_text
 from tformer.data.seq2seq import ParallelCorpus, read_lines
-from tformer.data.synthetic import number_pairs
+from tformer.data.synthetic import english_number, german_number, number_pairs, split_numbers
 from tformer.tokenization import Tokenizer
 from tformer.training.recipe import Recipe
 from tformer.training.streams import (
@@ -227,8 +227,12 @@ class _PlainMLM(MLMCollator):
 def _pairs(recipe: Recipe) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
     d = recipe.data
     if d.corpus == "numbers":
-        return (number_pairs("train", limit=d.train_pairs), number_pairs("validation", limit=d.valid_pairs),
-                number_pairs("test", limit=d.test_pairs))
+        train = number_pairs("train", limit=d.train_pairs)
+        if d.small_numbers:  # a hash sample is almost all 6-digit numbers; add every short one of the split
+            drawn = set(split_numbers("train", limit=d.train_pairs).tolist())
+            small = [n for n in split_numbers("train").tolist() if n < d.small_numbers and n not in drawn]
+            train += [(english_number(n), german_number(n)) for n in sorted(small)]
+        return (train, number_pairs("validation", limit=d.valid_pairs), number_pairs("test", limit=d.test_pairs))
 
     def read(source: str | None, target: str | None, what: str, required: bool) -> list[tuple[str, str]]:
         if source is None or target is None:

@@ -67,6 +67,8 @@ class DataOptions:
     test_source: str | None = _help("translation: test source file (scored once, at the end)")
     test_target: str | None = _help("translation: test target file")
     train_pairs: int | None = _help("numbers: training pairs drawn from the train split (None: all 980,000)")
+    small_numbers: int = _help("numbers: also train on every training-split number below this (a hash sample "
+                               "of train_pairs holds almost only 6-digit numbers); 0: none", 0)
     valid_pairs: int | None = _help("numbers: validation pairs (None: the whole split)", 1000)
     test_pairs: int | None = _help("numbers: test pairs (None: the whole split, about 10,000)")
     tokenizer: str = _help("char, word, bpe or wordpiece (trained on the training text), or a tokenizer.json path",
