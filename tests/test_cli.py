@@ -24,7 +24,7 @@ def test_demo_trains_evaluates_and_shows_n_best_lists(tmp_path, capsys: pytest.C
                  "--eval.every=0"]) == 0
     printed = capsys.readouterr().out
     assert "held-out test numbers: 40" in printed and "exact match" in printed and "BLEU" in printed
-    assert "seven hundred forty-one thousand nine hundred ninety-nine" in printed
+    assert "seven hundred fifty-six thousand six hundred sixty-one  (test split)" in printed
     assert printed.count("4. ") >= 3  # three 4-best lists
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["steps"] == 20 and 0.0 <= summary["test_exact_match"] <= 1.0

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tformer.data.synthetic import english_number
+from tformer.data.synthetic import english_number, number_split
 from tformer.training.evaluate import n_best
 from tformer.training.recipe import load_recipe
 from tformer.training.trainer import Trainer
 
-EXAMPLES = (321, 90_017, 741_999)
+EXAMPLES = (259, 10_251, 756_661)  # all three from the held-out test split
 
 
 def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = None,
@@ -37,13 +37,13 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = Non
     unit = " on characters" if recipe.eval.bleu_tokenize == "char" else ""
     say(f"  exact match {100 * metrics['test_exact_match']:.2f} %   BLEU{unit} {metrics['test_bleu']:.2f} "
         f"(sacrebleu, tokenize={recipe.eval.bleu_tokenize})")
-    say("\n4-best beam search (score = sum of log-probabilities / length):")
+    say("\n4-best beam search on test numbers (score = sum of log-probabilities / length):")
     shown = []
     for number in examples:
         source = english_number(number)
         best = n_best(trainer.model, trainer.data.tokenizer, source, decoder_only=False,
                       device=trainer.env.device, n=4, max_new_tokens=recipe.eval.max_new_tokens)
-        say(f"  {number:>7,}  {source}")
+        say(f"  {number:>7,}  {source}  ({number_split(number)} split)")
         for rank, (text, score) in enumerate(best, 1):
             say(f"           {rank}. {text:<44} {score:8.4f}")
         shown.append({"number": number, "source": source, "n_best": best})
