@@ -120,3 +120,13 @@ def test_data_text_takes_globs(make_recipe, tmp_path) -> None:
     assert meta["inputs"] == [str(tmp_path / f"book{i}.txt") for i in range(3)]
     with pytest.raises(FileNotFoundError, match="no file matches"):
         Trainer(make_recipe("causal_lm", f"--data.text=[{tmp_path}/nothing*.txt]", run="other"))
+
+
+def test_a_translation_run_folder_translates_from_the_command_line(make_recipe, capsys) -> None:
+    """`tformer translate --model RUN/final` encodes the source as training did (ending with [EOS])."""
+    result = Trainer(make_recipe("seq2seq", "--train.max_steps=2")).fit()
+    tokenizer = __import__("tformer").Tokenizer.from_file(result.model_dir / "tokenizer.json")
+    ids = tokenizer.encode("forty-two")
+    assert ids[-1] == tokenizer.token_to_id("[EOS]")
+    assert tokenizer.encode("forty-two", add_special_tokens=False) == ids[:-1]
+    assert main(["translate", "--model", str(result.model_dir), "forty-two", "--max-new-tokens", "4"]) == 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tokenizers import processors
 from torch import Tensor
 
 from tformer.data.mlm import MLMCollator, pad_ids
@@ -262,6 +263,11 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
     if None in ids.values():
         raise ValueError(f"the tokenizer lacks one of {TRANSLATION_SPECIALS[:1] + TRANSLATION_SPECIALS[2:]}; "
                          f"train it from the recipe (data.tokenizer = bpe, char, word or wordpiece)")
+    if recipe.train.objective == "seq2seq" and tokenizer.backend.post_processor is None:
+        # a source ends with [EOS] in training; with this, tokenizer.encode(text) adds it as Marian's does, so
+        # `tformer translate --model RUN/final` feeds the model what it was trained on
+        tokenizer.backend.post_processor = processors.TemplateProcessing(
+            single="$A [EOS]", special_tokens=[("[EOS]", ids["eos"])])
     encode = lambda text: tokenizer.encode(text, add_special_tokens=False)
 
     def corpus(pairs: list[tuple[str, str]]) -> ParallelCorpus:
