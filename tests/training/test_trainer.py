@@ -130,3 +130,9 @@ def test_a_translation_run_folder_translates_from_the_command_line(make_recipe, 
     assert ids[-1] == tokenizer.token_to_id("[EOS]")
     assert tokenizer.encode("forty-two", add_special_tokens=False) == ids[:-1]
     assert main(["translate", "--model", str(result.model_dir), "forty-two", "--max-new-tokens", "4"]) == 0
+
+
+def test_without_held_out_text_the_run_says_it_evaluates_on_training_text(make_recipe, capsys) -> None:
+    trainer = Trainer(make_recipe("causal_lm", "--data.val_fraction=0.0"))
+    assert "evaluating on train.bin (raise data.val_fraction" in capsys.readouterr().out
+    assert trainer.data.eval_batches and trainer.fit().eval_metrics["loss"] > 0

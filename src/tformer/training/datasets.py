@@ -128,7 +128,12 @@ def causal_lm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> 
     d = recipe.data
     train = WindowStream(str(out / "train.bin"), block_size=d.block_size, batch_size=d.batch_size,
                          seed=recipe.train.seed)
-    val_path = out / "val.bin" if (out / "val.bin").stat().st_size > 2 * (d.block_size + 1) * 4 else out / "train.bin"
+    val_tokens = json.loads((out / "meta.json").read_text())["val_tokens"]
+    val_path = out / "val.bin"
+    if val_tokens <= d.block_size:  # e.g. val_fraction=0: say so rather than fail or hide it
+        log(f"data: val.bin holds {val_tokens} tokens, not one window of {d.block_size} + 1; evaluating on "
+            f"train.bin (raise data.val_fraction for a held-out loss)")
+        val_path = out / "train.bin"
     val = WindowStream(str(val_path), block_size=d.block_size, batch_size=d.batch_size, seed=recipe.train.seed + 1)
     eval_batches = [val.next_batch() for _ in range(recipe.eval.batches or 20)]
     fields = {"vocab_size": tokenizer.vocab_size}
