@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 
 import tformer
 from tests.generation.conftest import Pair
@@ -132,6 +134,9 @@ def test_sampling_with_one_seed_matches_transformers(pair: Pair, liked_token: in
     assert torch.equal(got.sequences, expected.sequences)
 
 
+@pytest.mark.skipif(Version(transformers.__version__) < Version("5.24"),
+                    reason="transformers < 5.24 kept sampled beam candidates in draw order; since 5.24 it ranks them "
+                    "by score, as tformer does")
 def test_beam_sampling_with_one_seed_matches_transformers(pair: Pair, liked_token: int) -> None:
     args = dict(num_beams=3, num_return_sequences=2, temperature=0.8, top_k=20, top_p=0.95)
     torch.manual_seed(3)

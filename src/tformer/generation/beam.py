@@ -64,7 +64,8 @@ def beam_search(
         # Candidates: the best `keep` (beam, token) continuations of each input, or `keep` drawn without replacement.
         if warp is not None:
             flat = torch.multinomial(totals.softmax(dim=-1), num_samples=keep, generator=generator)
-            scores = totals.gather(1, flat)
+            scores, order = totals.gather(1, flat).sort(dim=-1, descending=True)  # best first, as topk gives them
+            flat = flat.gather(1, order)
         else:
             scores, flat = torch.topk(totals, keep)
         parents, tokens = flat // vocab, flat % vocab  # (batch, keep) each
