@@ -46,7 +46,8 @@ class ModelConfig:
     final_logits_bias: bool = field(default=False, metadata={"help": "a fixed bias added to the logits (Marian)"})
     pooler: bool = field(default=True, metadata={"help": "BERT: tanh pooler on the [CLS] state"})
     pretraining_heads: bool = field(default=True, metadata={"help": "BERT: masked-LM and next-sentence heads"})
-    bias: bool = field(default=True, metadata={"help": "biases in the attention and feed-forward projections"})
+    bias: bool = field(default=True, metadata={
+        "help": "biases in the attention and feed-forward projections and the LayerNorms (nanoGPT's bias)"})
     dropout: float = field(default=0.1, metadata={"help": "dropout on embeddings and residual branches"})
     attention_dropout: float = field(default=0.1, metadata={"help": "dropout on attention weights"})
     activation_dropout: float = field(default=0.0, metadata={"help": "dropout inside the feed-forward"})

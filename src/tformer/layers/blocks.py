@@ -16,14 +16,19 @@ from tformer.layers.cache import LayerKVCache
 from tformer.layers.feedforward import FeedForward
 
 
+def layer_norm(config: ModelConfig) -> nn.LayerNorm:
+    """A LayerNorm over d_model; like nanoGPT, `bias=False` drops its additive bias along with the projections'."""
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
+
+
 class _Residual(nn.Module):
     """Add & Norm around one sublayer, placed before (pre-norm) or after (post-norm) the residual sum."""
 
-    def __init__(self, d_model: int, norm: str, eps: float, dropout: float) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.pre_norm = norm == "pre"
-        self.norm = nn.LayerNorm(d_model, eps=eps)
-        self.dropout = nn.Dropout(dropout)
+        self.pre_norm = config.norm == "pre"
+        self.norm = layer_norm(config)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], tuple[Tensor, Tensor | None]]
                 ) -> tuple[Tensor, Tensor | None]:
@@ -50,9 +55,9 @@ class EncoderBlock(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.self_attention = _attention(config)
-        self.self_attention_residual = _Residual(config.d_model, config.norm, config.layer_norm_eps, config.dropout)
+        self.self_attention_residual = _Residual(config)
         self.feedforward = _feedforward(config)
-        self.feedforward_residual = _Residual(config.d_model, config.norm, config.layer_norm_eps, config.dropout)
+        self.feedforward_residual = _Residual(config)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False
                 ) -> tuple[Tensor, Tensor | None]:
@@ -70,13 +75,12 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, config: ModelConfig, cross_attention: bool = False) -> None:
         super().__init__()
-        residual = (config.d_model, config.norm, config.layer_norm_eps, config.dropout)
         self.self_attention = _attention(config)
-        self.self_attention_residual = _Residual(*residual)
+        self.self_attention_residual = _Residual(config)
         self.cross_attention = _attention(config, cross=True) if cross_attention else None
-        self.cross_attention_residual = _Residual(*residual) if cross_attention else None
+        self.cross_attention_residual = _Residual(config) if cross_attention else None
         self.feedforward = _feedforward(config)
-        self.feedforward_residual = _Residual(*residual)
+        self.feedforward_residual = _Residual(config)
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, memory: Tensor | None = None,

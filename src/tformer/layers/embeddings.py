@@ -18,7 +18,7 @@ class Embeddings(nn.Module):
     """
 
     def __init__(self, token: nn.Embedding, positions: LearnedPositions | SinusoidalPositions, *,
-                 type_vocab_size: int = 0, scale: bool = False, norm_eps: float | None = None,
+                 type_vocab_size: int = 0, scale: bool = False, norm: nn.LayerNorm | None = None,
                  dropout: float = 0.0) -> None:
         super().__init__()
         d_model = token.embedding_dim
@@ -26,7 +26,7 @@ class Embeddings(nn.Module):
         self.positions = positions
         self.token_type = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
         self.scale = math.sqrt(d_model) if scale else 1.0
-        self.norm = nn.LayerNorm(d_model, eps=norm_eps) if norm_eps is not None else None
+        self.norm = norm
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: Tensor, position_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:

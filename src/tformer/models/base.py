@@ -35,7 +35,8 @@ class TransformerModel(nn.Module):
                 nn.init.normal_(module.weight, std=std)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def num_parameters(self) -> int:
         """Trainable parameters, each shared tensor (tied embeddings) counted once."""

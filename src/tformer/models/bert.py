@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.blocks import EncoderBlock
+from tformer.layers.blocks import EncoderBlock, layer_norm
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.feedforward import ACTIVATION_FUNCTIONS
 from tformer.layers.positions import build_positions
@@ -39,7 +39,7 @@ class MaskedLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = ACTIVATION_FUNCTIONS[config.activation]
-        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.norm = layer_norm(config)
         self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         if config.tie_word_embeddings:
@@ -61,10 +61,10 @@ class BERT(TransformerModel):
         token = nn.Embedding(config.vocab_size, config.d_model)
         self.embeddings = Embeddings(token, build_positions(config), type_vocab_size=config.type_vocab_size,
                                      scale=config.scale_embeddings,
-                                     norm_eps=config.layer_norm_eps if config.embedding_norm else None,
+                                     norm=layer_norm(config) if config.embedding_norm else None,
                                      dropout=config.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_norm else None
+        self.final_norm = layer_norm(config) if config.final_norm else None
         self.pooler = Pooler(config.d_model) if config.pooler else None
         self.mlm_head = MaskedLMHead(config, token) if config.pretraining_heads else None
         self.nsp_head = nn.Linear(config.d_model, 2) if config.pretraining_heads else None

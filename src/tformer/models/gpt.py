@@ -10,9 +10,10 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.blocks import DecoderBlock
+from tformer.layers.blocks import DecoderBlock, layer_norm
 from tformer.layers.cache import KVCache, StaticKVCache
 from tformer.layers.embeddings import Embeddings
+from tformer.layers.linear import Linear
 from tformer.layers.positions import build_positions
 from tformer.models.base import TransformerModel, default_position_ids, lm_loss, scale_residual_projections, token_mask
 from tformer.models.outputs import CausalLMOutput
@@ -27,11 +28,11 @@ class GPT(TransformerModel):
         super().__init__(config)
         token = nn.Embedding(config.vocab_size, config.d_model)
         self.embeddings = Embeddings(token, build_positions(config), scale=config.scale_embeddings,
-                                     norm_eps=config.layer_norm_eps if config.embedding_norm else None,
+                                     norm=layer_norm(config) if config.embedding_norm else None,
                                      dropout=config.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
-        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.final_norm else None
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.final_norm = layer_norm(config) if config.final_norm else None
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
         scale_residual_projections(self, config.n_layers, config.init_std)
         if config.tie_word_embeddings:

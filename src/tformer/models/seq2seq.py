@@ -12,9 +12,10 @@ from torch import Tensor, nn
 
 from tformer.config import ModelConfig
 from tformer.data.seq2seq import shift_right
-from tformer.layers.blocks import DecoderBlock, EncoderBlock
+from tformer.layers.blocks import DecoderBlock, EncoderBlock, layer_norm
 from tformer.layers.cache import KVCache
 from tformer.layers.embeddings import Embeddings
+from tformer.layers.linear import Linear
 from tformer.layers.positions import build_positions
 from tformer.models.base import TransformerModel, default_position_ids, lm_loss, token_mask
 from tformer.models.outputs import EncoderOutput, Seq2SeqOutput
@@ -29,7 +30,7 @@ class EncoderDecoder(TransformerModel):
             raise ValueError(f"EncoderDecoder needs family='encoder-decoder', got family={config.family!r}")
         super().__init__(config)
         embedding_args = dict(scale=config.scale_embeddings, dropout=config.dropout,
-                              norm_eps=config.layer_norm_eps if config.embedding_norm else None)
+                              norm=layer_norm(config) if config.embedding_norm else None)
         source_token = nn.Embedding(config.vocab_size, config.d_model)
         target_token = (source_token if config.share_encoder_decoder_embeddings
                         else nn.Embedding(config.vocab_size, config.d_model))
@@ -39,9 +40,9 @@ class EncoderDecoder(TransformerModel):
         self.decoder_blocks = nn.ModuleList(
             DecoderBlock(config, cross_attention=True) for _ in range(config.decoder_layers))
         final_norm = config.final_norm
-        self.encoder_final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if final_norm else None
-        self.decoder_final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if final_norm else None
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.encoder_final_norm = layer_norm(config) if final_norm else None
+        self.decoder_final_norm = layer_norm(config) if final_norm else None
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         if config.final_logits_bias:
             self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         else:

@@ -1,0 +1,70 @@
+"""`Linear`: nn.Linear's parameters and results, with the few-rows inference product taking the (W @ x.T).T form."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tformer.layers.linear import SMALL_ROWS_MAX, Linear
+
+
+class _MatrixProducts(TorchDispatchMode):
+    """Records the (left, right) shapes of every mm / addmm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+            left, right = args[-2:] if func is torch.ops.aten.addmm.default else args
+            self.shapes.append((tuple(left.shape), tuple(right.shape)))
+        return func(*args, **(kwargs or {}))
+
+
+def _layer(bias: bool) -> Linear:
+    torch.manual_seed(0)
+    return Linear(48, 80, bias=bias)
+
+
+def test_same_parameters_and_state_dict_as_nn_linear() -> None:
+    layer, reference = _layer(True), nn.Linear(48, 80)
+    assert isinstance(layer, nn.Linear)
+    assert {k: v.shape for k, v in layer.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (2, 5), (SMALL_ROWS_MAX,), (SMALL_ROWS_MAX + 1,), (0,)])
+def test_inference_equals_f_linear(shape: tuple[int, ...], bias: bool) -> None:
+    layer = _layer(bias)
+    x = torch.randn(*shape, 48)
+    with torch.no_grad():
+        out = layer(x)
+    expected = F.linear(x, layer.weight, layer.bias)
+    assert out.shape == expected.shape and out.is_contiguous()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_few_rows_at_inference_put_the_weight_on_the_left() -> None:
+    layer = _layer(True)
+    with torch.no_grad(), _MatrixProducts() as seen:
+        layer(torch.randn(1, 1, 48))  # one row is doubled: the product has two columns
+        layer(torch.randn(4, 48))
+        layer(torch.randn(SMALL_ROWS_MAX + 1, 48))  # too many rows: F.linear's x @ W.T
+    assert seen.shapes == [((80, 48), (48, 2)), ((80, 48), (48, 4)), ((SMALL_ROWS_MAX + 1, 48), (48, 80))]
+
+
+def test_training_is_exactly_nn_linear() -> None:
+    layer, reference = _layer(True), nn.Linear(48, 80)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 48)
+    with _MatrixProducts() as seen:
+        out = layer(x)
+    assert seen.shapes == [((3, 48), (48, 80))]
+    assert torch.equal(out, reference(x))
+    out.sum().backward()
+    reference(x).sum().backward()
+    assert layer.weight.grad is not None and torch.equal(layer.weight.grad, reference.weight.grad)
