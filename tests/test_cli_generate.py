@@ -83,6 +83,23 @@ def test_generate_streams_the_prompt_and_its_continuation(capsys: pytest.Capture
     assert out.startswith("Café? The") and len(out) > len("Café? The\n")
 
 
+def test_generate_compile_flag_reaches_generate(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tformer.cli_generate as cli_generate
+
+    seen: list[object] = []
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs["compile"])
+        return tformer.generate(*args, **{k: v for k, v in kwargs.items() if k != "compile"})
+
+    monkeypatch.setattr(cli_generate, "generate", recording)
+    _, plain, _ = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "5")
+    code, compiled, err = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "5", "--compile")
+    assert code == 0 and err == "" and compiled == plain
+    assert seen == [False, True]
+
+
 def test_generate_default_length_fits_the_position_table(capsys: pytest.CaptureFixture[str], gpt_dir: Path) -> None:
     prompt = " ".join(["the quick brown fox"] * 6)  # 24 tokens: 50 new ones would not fit in 64 positions
     code, out, err = _run(capsys, "generate", "--model", gpt_dir, prompt)
