@@ -214,3 +214,13 @@ def test_swag_errors(tmp_path):
         read_swag(tmp_path / "test.csv")
     with pytest.raises(FileNotFoundError, match=r"has no val.csv \(or val.csv.gz\); point --data DIR"):
         TASKS["swag"].read("dev", tmp_path)
+
+
+def test_a_head_of_the_wrong_size_is_a_one_line_error():
+    TASKS["rte"].check_head(2)
+    TASKS["stsb"].check_head(1)
+    with pytest.raises(ValueError, match=r"num_labels=2 but conll2003 needs 9 \(labels \['O', 'B-PER'") as error:
+        TASKS["conll2003"].check_head(2)
+    _one_line(error)
+    with pytest.raises(ValueError, match=r"num_labels=3 but squad needs 2 \(a qa head of 2\)"):
+        TASKS["squad"].check_head(3)

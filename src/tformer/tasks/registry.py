@@ -68,6 +68,14 @@ class Task:
         choice), 2 (start and end logits) for QA, tags for token classification."""
         return {"regression": 1, "multiple_choice": 1, "qa": 2}.get(self.kind, len(self.labels))
 
+    def check_head(self, num_labels: int) -> None:
+        """Raise a one-line error when a head with `num_labels` outputs cannot score this task's labels."""
+        if num_labels != self.num_labels:
+            named = self.kind in ("classification", "token_classification")
+            what = f"labels {list(self.labels)}" if named else f"a {self.kind} head of {self.num_labels}"
+            raise ValueError(f"the model's head has num_labels={num_labels} but {self.name} needs {self.num_labels} "
+                             f"({what}); start from a model without this head, or one fine-tuned on {self.name}")
+
     def paths(self, split: str, root: str | os.PathLike | None = None) -> list[Path]:
         """The files of `split`, checked to exist (a one-line error names the folder, the file and the fix)."""
         if split not in self.files:
