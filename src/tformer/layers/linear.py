@@ -10,8 +10,9 @@ calls is in docs/benchmarks.md. A single row is doubled, because one column woul
 kernel again.
 
 The small-rows path runs only where no gradient is recorded, on float32 CPU tensors with at most
-`SMALL_ROWS_MAX` rows, and never inside torch.compile (whose own lowering handles those shapes); everywhere else
-this is exactly `nn.Linear`. Results equal `F.linear`'s to float32 rounding (the summation order differs).
+`SMALL_ROWS_MAX` rows, also inside torch.compile (inductor calls the same MKL product), except for a single row
+there, which the compiled decoding step turns into a reduction of its own; everywhere else this is exactly
+`nn.Linear`. Results equal `F.linear`'s to float32 rounding (the summation order differs).
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ class Linear(nn.Linear):
 
 
 def _small_rows_apply(x: Tensor, weight: Tensor) -> bool:
-    return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and x.numel() <= SMALL_ROWS_MAX * x.size(-1) and x.numel() > 0
-            and not torch.compiler.is_compiling())
+    if x.device.type != "cpu" or not x.dtype == weight.dtype == torch.float32 or x.size(-1) == 0:
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    rows = x.numel() // x.size(-1)
+    if rows == 1:  # a compiled step lowers a one-row product to a reduction over all cores (generation/static.py)
+        return not torch.compiler.is_compiling()
+    return 1 < rows <= SMALL_ROWS_MAX
