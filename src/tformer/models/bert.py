@@ -7,6 +7,7 @@ Token + position + token-type embeddings with a LayerNorm, post-norm encoder blo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
@@ -46,7 +47,8 @@ class MaskedLMHead(nn.Module):
             self.decoder.weight = token_embedding.weight
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.decoder(self.norm(self.activation(self.dense(hidden)))) + self.bias
+        # The bias goes into the product (one addmm) rather than a separate add over (tokens, vocab).
+        return F.linear(self.norm(self.activation(self.dense(hidden))), self.decoder.weight, self.bias)
 
 
 class BERT(TransformerModel):
