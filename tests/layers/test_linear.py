@@ -68,3 +68,45 @@ def test_training_is_exactly_nn_linear() -> None:
     out.sum().backward()
     reference(x).sum().backward()
     assert layer.weight.grad is not None and torch.equal(layer.weight.grad, reference.weight.grad)
+
+
+@pytest.mark.parametrize("autocast", [True, False], ids=["autocast", "bf16-weights"])
+def test_bf16_training_without_native_bf16_gives_nn_linear_gradients(monkeypatch: pytest.MonkeyPatch,
+                                                                      autocast: bool) -> None:
+    import tformer.layers.linear as linear_module
+
+    monkeypatch.setattr(linear_module, "_native_bf16", False)  # as on a CPU without AVX512-BF16 / AMX
+    layer, reference = _layer(True), nn.Linear(48, 80)
+    reference.load_state_dict(layer.state_dict())
+    if not autocast:
+        layer, reference = layer.bfloat16(), reference.bfloat16()
+    x = torch.randn(2, 7, 48, dtype=layer.weight.dtype, requires_grad=True)
+    x_reference = x.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out, expected = layer(x), reference(x_reference)
+    assert "BF16FallbackLinear" in type(out.grad_fn).__name__
+    assert out.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    expected.backward(grad)
+    for ours, theirs in [(x.grad, x_reference.grad), (layer.weight.grad, reference.weight.grad),
+                         (layer.bias.grad, reference.bias.grad)]:
+        assert ours is not None and theirs is not None and ours.dtype == theirs.dtype
+        torch.testing.assert_close(ours, theirs, rtol=2e-2, atol=2e-2)
+
+
+def test_bf16_fallback_path_is_taken_only_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tformer.layers.linear as linear_module
+
+    layer = _layer(False)
+    x = torch.randn(3, 48, requires_grad=True)
+    for native, expected in [(False, True), (True, False)]:
+        monkeypatch.setattr(linear_module, "_native_bf16", native)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        graph = [type(out.grad_fn).__name__] + [type(f).__name__ for f, _ in out.grad_fn.next_functions if f]
+        assert any("BF16FallbackLinear" in name for name in graph) == expected, graph
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        monkeypatch.setattr(linear_module, "_native_bf16", False)
+        assert layer(x).grad_fn is None  # inference never builds the custom backward
