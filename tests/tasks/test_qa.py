@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tformer.tasks import TASKS, compute_metrics
 from tformer.tasks.qa import QAFeature, best_span, qa_batch, qa_features, qa_predictions
 from tformer.tasks.readers import QAExample
 from tformer.tokenization import Tokenizer
@@ -177,3 +178,20 @@ def test_bad_arguments_are_one_line_errors(minilm):
     feature = _feature("a b", ["a", "b"])
     with pytest.raises(ValueError, match="give one start and one end logit per token"):
         best_span("a b", [feature], [torch.zeros(3)], [torch.zeros(3)])
+
+
+def test_squad_dev_answers_come_back_through_short_windows(data_dir, minilm):
+    """On real SQuAD contexts cut into many 128-token windows: logits that point at each window's labelled span
+    give back the reference answers (all but sub-word cases such as "Japan" inside the one token "Japanese")."""
+    examples = TASKS["squad"].read("dev", data_dir)
+    features = qa_features(minilm, examples, max_length=128, doc_stride=32)
+    assert len(features) > 2 * len(examples) and max(len(f.input_ids) for f in features) == 128
+    starts, ends = torch.zeros(len(features), 128), torch.zeros(len(features), 128)
+    for i, feature in enumerate(features):
+        if feature.start_position:
+            starts[i, feature.start_position] = ends[i, feature.end_position] = 10.0
+    spans = qa_predictions(examples, features, starts, ends)
+    scores = compute_metrics(("exact_match", "squad_f1"), [s.text for s in spans],
+                             [[text for text, _ in e.answers] for e in examples])
+    assert scores["exact_match"] > 0.995 and scores["squad_f1"] > 0.995
+    assert all(e.context[s.start:s.end] == s.text for e, s in zip(examples, spans, strict=True))

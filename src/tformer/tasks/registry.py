@@ -100,10 +100,10 @@ def _find(root: Path, name: str, task: str) -> Path:
     for candidate in (name, stem) if name.endswith(".gz") else (name, f"{name}.gz"):
         if (root / candidate).is_file():
             return root / candidate
-    folder = root / Path(name).parent
-    other = f" (or {stem})" if name != stem else f" (or {name}.gz)"
-    raise FileNotFoundError(f"{task}: {folder} has no {Path(name).name}{other}; point --data DIR (or TFORMER_DATA) at "
-                            f"the data folder that holds {Path(name).parent}/ (see its README)")
+    folder, file = root / Path(name).parent, Path(name).name
+    other = file.removesuffix(".gz") if file.endswith(".gz") else f"{file}.gz"
+    raise FileNotFoundError(f"{task}: {folder} has no {file} (or {other}); point --data DIR (or TFORMER_DATA) at the "
+                            f"data folder that holds {Path(name).parent}/ (see its README)")
 
 
 def _qnli_part(examples: list[TextExample], dev: bool) -> list[TextExample]:
