@@ -12,6 +12,8 @@ NORM_PLACEMENTS = ("post", "pre")
 POSITION_KINDS = ("learned", "sinusoidal")
 SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
 ATTENTION_IMPLEMENTATIONS = ("fused", "explicit")
+TASKS = ("sequence-classification", "multiple-choice", "token-classification", "question-answering")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 
 @dataclass
@@ -59,6 +61,19 @@ class ModelConfig:
     decoder_start_token_id: int | None = field(
         default=None, metadata={"help": "first decoder input of an encoder-decoder"}
     )
+    task: str | None = field(default=None, metadata={
+        "help": "a fine-tuning head on the gpt or bert backbone: " + ", ".join(TASKS) + "; None means none"})
+    num_labels: int = field(default=2, metadata={
+        "help": "classes of a sequence or token classification head (1 = regression); question-answering: 2"})
+    id2label: dict[int, str] | None = field(default=None, metadata={"help": "class names by id; None: LABEL_0, ..."})
+    problem_type: str | None = field(default=None, metadata={
+        "help": "sequence classification loss: " + ", ".join(PROBLEM_TYPES) + "; None decides as transformers does"})
+    classifier_dropout: float | None = field(default=None, metadata={
+        "help": "dropout before a classification head; None means dropout"})
+    lm_weight: float = field(default=0.5, metadata={
+        "help": "GPT task heads: weight of the auxiliary language-model loss (GPT-1: 0.5; 0 turns it off)"})
+    extract_token_id: int | None = field(default=None, metadata={
+        "help": "GPT task heads read the state at this token (GPT-1's extract token); None: the last real token"})
 
     def __post_init__(self) -> None:
         _check_choice("family", self.family, FAMILIES)
@@ -89,10 +104,40 @@ class ModelConfig:
             raise ValueError(f"layer_norm_eps={self.layer_norm_eps} must be positive")
         if self.init_std <= 0:
             raise ValueError(f"init_std={self.init_std} must be positive")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        self._check_task_fields()
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "extract_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+
+    def _check_task_fields(self) -> None:
+        if self.task is not None:
+            _check_choice("task", self.task, TASKS)
+            if self.family not in ("gpt", "bert"):
+                raise ValueError(f"task={self.task!r} needs family 'gpt' or 'bert', got family={self.family!r}")
+        if self.problem_type is not None:
+            _check_choice("problem_type", self.problem_type, PROBLEM_TYPES)
+        _check_positive("num_labels", self.num_labels)
+        if self.task == "question-answering" and self.num_labels != 2:
+            raise ValueError(f"num_labels={self.num_labels} but a question-answering head has 2 outputs (start, end); "
+                             "leave num_labels at 2")
+        if self.problem_type == "single_label_classification" and self.num_labels == 1:
+            raise ValueError("problem_type='single_label_classification' needs num_labels >= 2; "
+                             "for one score use problem_type='regression'")
+        if self.id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}  # JSON stores the keys as strings
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ValueError(f"id2label has ids {sorted(self.id2label)} but num_labels={self.num_labels}: give ids "
+                                 f"0..{self.num_labels - 1}, or pass num_labels={len(self.id2label)} with it")
+        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
+            raise ValueError(f"classifier_dropout={self.classifier_dropout} must be in [0, 1) (or None)")
+        if self.lm_weight < 0:
+            raise ValueError(f"lm_weight={self.lm_weight} must be >= 0 (0 turns the auxiliary LM loss off)")
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Class names by id: id2label, or LABEL_0, LABEL_1, ... as transformers names them."""
+        return self.id2label if self.id2label is not None else {i: f"LABEL_{i}" for i in range(self.num_labels)}
 
     @property
     def ffn_dim(self) -> int:

@@ -16,6 +16,11 @@ ACTIVATIONS_FROM_HF = {
 ACTIVATIONS_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "swish"}
 # openai-gpt keeps its own table, in which "gelu" is the tanh form and the erf form is missing.
 GPT1_ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
+# The `transformers` class of each BERT task model; its head tensors are `classifier.*` or `qa_outputs.*`.
+BERT_TASK_ARCHITECTURES = {
+    "sequence-classification": "BertForSequenceClassification", "multiple-choice": "BertForMultipleChoice",
+    "token-classification": "BertForTokenClassification", "question-answering": "BertForQuestionAnswering",
+}
 
 
 def _activation(name: str, field: str) -> str:
@@ -71,7 +76,7 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, Tensor]) -> ModelConfig:
             attention_dropout=hf.get("attention_probs_dropout_prob", 0.1), init_std=hf.get("initializer_range", 0.02),
             tie_word_embeddings=hf.get("tie_word_embeddings", True),
             pooler="pooler.dense.weight" in state, pretraining_heads="cls.predictions.bias" in state,
-            **_in_vocab(ids, hf["vocab_size"]),
+            **_in_vocab(ids, hf["vocab_size"]), **_task_from_hf(hf),
         )
     if model_type == "marian":
         for ours, theirs in (("encoder_attention_heads", "decoder_attention_heads"),
@@ -98,6 +103,26 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, Tensor]) -> ModelConfig:
             decoder_start_token_id=_token_id(hf.get("decoder_start_token_id")), **_in_vocab(ids, hf["vocab_size"]),
         )
     raise ValueError(f"model_type {model_type!r} is not supported; tformer reads gpt2, openai-gpt, bert, marian")
+
+
+def _task_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
+    """The task fields of a BertFor... config.json (none for other architectures)."""
+    tasks = {architecture: task for task, architecture in BERT_TASK_ARCHITECTURES.items()}
+    task = next((tasks[a] for a in hf.get("architectures") or () if a in tasks), None)
+    if task is None:
+        return {}
+    id2label = hf.get("id2label")
+    return {"task": task, "num_labels": len(id2label) if id2label else hf.get("num_labels", 2),
+            "id2label": id2label or None, "problem_type": hf.get("problem_type"),
+            "classifier_dropout": hf.get("classifier_dropout")}
+
+
+def _task_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """num_labels, id2label and label2id as `transformers` reads them, and the classification loss and dropout."""
+    labels = config.labels
+    return {"num_labels": config.num_labels, "id2label": {str(i): name for i, name in labels.items()},
+            "label2id": {name: i for i, name in labels.items()}, "problem_type": config.problem_type,
+            "classifier_dropout": config.classifier_dropout}
 
 
 def _in_vocab(ids: dict[str, int | None], vocab_size: int) -> dict[str, int | None]:
@@ -137,7 +162,8 @@ def config_to_hf(config: ModelConfig, model_type: str) -> tuple[dict[str, Any], 
             "max_position_embeddings": config.max_positions, "type_vocab_size": max(config.type_vocab_size, 1),
             "initializer_range": config.init_std, "layer_norm_eps": config.layer_norm_eps,
             "tie_word_embeddings": config.tie_word_embeddings, "position_embedding_type": "absolute",
-            "architectures": ["BertForPreTraining" if config.pretraining_heads else "BertModel"],
+            "architectures": [BERT_TASK_ARCHITECTURES[config.task] if config.task
+                              else "BertForPreTraining" if config.pretraining_heads else "BertModel"],
         }
         differences += [] if config.norm == "post" and not config.final_norm else ["BERT is post-norm"]
         differences += [] if config.embedding_norm else ["BERT normalises its embeddings"]
@@ -167,5 +193,7 @@ def config_to_hf(config: ModelConfig, model_type: str) -> tuple[dict[str, Any], 
         differences.append(f"{model_type} does not scale its embeddings")
     if not config.bias:
         differences.append(f"{model_type} has biases in every projection")
+    if config.task is not None:  # GPT task models keep their LM architecture: transformers has no GPT-1 heads
+        hf |= _task_to_hf(config)
     hf |= {"model_type": model_type, **ids, "tformer_config": config.to_dict()}
     return hf, differences

@@ -1,4 +1,4 @@
-"""Hugging Face model folders in and out: GPT-2, GPT-1 (openai-gpt), BERT and Marian.
+"""Hugging Face model folders in and out: GPT-2, GPT-1 (openai-gpt), BERT and Marian, and task models on them.
 
 A folder holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, or shards with an index).
 Loading maps every tensor to its tformer name (transposing GPT's Conv1D weights, joining BERT's and
@@ -21,7 +21,8 @@ from torch import Tensor
 from tformer.config import ModelConfig
 from tformer.interop.hf_config import config_from_hf, config_to_hf
 from tformer.layers.positions import sinusoidal_table
-from tformer.models import TransformerModel, build_model
+from tformer.models import TransformerModel, build_model, with_task_head
+from tformer.tokenization import Tokenizer
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -130,24 +131,39 @@ def _marian_rules(config: ModelConfig) -> dict[str, Rule]:
     return rules
 
 
+def _task_head_rules(config: ModelConfig) -> dict[str, Rule]:
+    """The task head: `classifier` (BertForSequenceClassification / ...MultipleChoice / ...TokenClassification)
+    or `qa_outputs` (BertForQuestionAnswering), at the top level of the checkpoint, beside the backbone."""
+    head = "qa_outputs" if config.task == "question-answering" else "classifier"
+    return _linear(head, head)
+
+
+TASK_HEAD_PREFIXES = ("classifier.", "qa_outputs.")
 # Each model type: the prefix of its backbone tensors, and the names that sit outside that prefix (heads).
 LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "gpt2": ("transformer.", ("lm_head.",)),
-    "openai-gpt": ("transformer.", ("lm_head.",)),
-    "bert": ("bert.", ("cls.",)),
+    "gpt2": ("transformer.", ("lm_head.", *TASK_HEAD_PREFIXES)),
+    "openai-gpt": ("transformer.", ("lm_head.", *TASK_HEAD_PREFIXES)),
+    "bert": ("bert.", ("cls.", *TASK_HEAD_PREFIXES)),
     "marian": ("model.", ("lm_head.", "final_logits_bias")),
 }
 
 
 def checkpoint_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
-    """tformer state-dict name -> where that tensor lives in a `model_type` checkpoint (prefix removed)."""
+    """tformer state-dict name -> where that tensor lives in a `model_type` checkpoint (prefix removed).
+
+    A task model's backbone tensors are `backbone.<name>` on our side and sit where the plain model's do.
+    """
     if model_type in ("gpt2", "openai-gpt"):
-        return _gpt_rules(config, model_type)
-    if model_type == "bert":
-        return _bert_rules(config)
-    if model_type == "marian":
-        return _marian_rules(config)
-    raise ValueError(f"model_type {model_type!r} is not supported; tformer reads {', '.join(LAYOUTS)}")
+        rules = _gpt_rules(config, model_type)
+    elif model_type == "bert":
+        rules = _bert_rules(config)
+    elif model_type == "marian":
+        rules = _marian_rules(config)
+    else:
+        raise ValueError(f"model_type {model_type!r} is not supported; tformer reads {', '.join(LAYOUTS)}")
+    if config.task is None:
+        return rules
+    return {f"backbone.{name}": rule for name, rule in rules.items()} | _task_head_rules(config)
 
 
 def _strip_prefix(state: dict[str, Tensor], model_type: str) -> dict[str, Tensor]:
@@ -246,9 +262,12 @@ def _check_sinusoids(config: ModelConfig, state: dict[str, Tensor], used: set[st
 
 
 def from_pretrained(path: str | PathLike[str], **overrides: object) -> TransformerModel:
-    """Load a Hugging Face (or tformer-saved) model folder: gpt2, openai-gpt, bert or marian.
+    """Load a Hugging Face (or tformer-saved) model folder: gpt2, openai-gpt, bert or marian, or a task model
+    on one (BertForSequenceClassification, ... or a tformer-saved GPT task model).
 
-    `overrides` replace config fields that do not change the weights, e.g. attention="explicit".
+    `overrides` replace config fields that do not change the weights, e.g. attention="explicit". A `task`
+    the folder was not saved with (task="sequence-classification", num_labels=3) loads the backbone and puts
+    a freshly initialised head of that task on it, ready to fine-tune.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -267,8 +286,13 @@ def from_pretrained(path: str | PathLike[str], **overrides: object) -> Transform
         config = ModelConfig.from_dict(hf_config["tformer_config"])
     else:
         config = config_from_hf(hf_config, state)
+    saved_task = config.task
     if overrides:
         config = config.replace(**overrides)
+    if config.task is not None and config.task != saved_task:  # a new head on the saved backbone
+        backbone = build_model(config.replace(task=None))
+        load_checkpoint_into(backbone, checkpoint, model_type)
+        return with_task_head(backbone, config.task).eval()
     model = build_model(config)
     load_checkpoint_into(model, checkpoint, model_type)
     return model.eval()
@@ -282,8 +306,9 @@ def model_type_of(config: ModelConfig) -> str:
 
 
 def save_pretrained(model: TransformerModel, path: str | PathLike[str],
-                    state_dict: dict[str, Tensor] | None = None) -> None:
-    """Write `model` as a Hugging Face folder: config.json and model.safetensors (tied tensors written once).
+                    state_dict: dict[str, Tensor] | None = None, tokenizer: Tokenizer | None = None) -> None:
+    """Write `model` as a Hugging Face folder: config.json and model.safetensors (tied tensors written once),
+    and tokenizer.json when a tokenizer is given.
 
     `state_dict` (default: the model's own) lets a sharded model pass its gathered full weights.
     Files are written under temporary names and renamed, so an interrupted save leaves the old files intact.
@@ -316,6 +341,8 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str],
     _write_atomically(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     _write_atomically(folder / "config.json",
                       lambda tmp: tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n"))
+    if tokenizer is not None:
+        tokenizer.save(folder / "tokenizer.json")
 
 
 def _write_atomically(target: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path

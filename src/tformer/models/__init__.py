@@ -1,21 +1,34 @@
-"""The model families, each built from the shared blocks: GPT, BERT, EncoderDecoder."""
+"""The model families, each built from the shared blocks: GPT, BERT, EncoderDecoder; and their task heads."""
 
 from tformer.config import ModelConfig
 from tformer.models.base import TransformerModel
 from tformer.models.bert import BERT
 from tformer.models.gpt import GPT
-from tformer.models.outputs import BertOutput, CausalLMOutput, EncoderOutput, Seq2SeqOutput
+from tformer.models.heads import (
+    TASK_MODELS,
+    MultipleChoice,
+    QuestionAnswering,
+    SequenceClassification,
+    TaskModel,
+    TokenClassification,
+    with_task_head,
+)
+from tformer.models.outputs import BertOutput, CausalLMOutput, EncoderOutput, Seq2SeqOutput, TaskOutput
 from tformer.models.seq2seq import EncoderDecoder
 
 FAMILY_CLASSES: dict[str, type[TransformerModel]] = {"gpt": GPT, "bert": BERT, "encoder-decoder": EncoderDecoder}
 
 
 def build_model(config: ModelConfig) -> TransformerModel:
-    """The model of the config's family (GPT, BERT or EncoderDecoder), freshly initialised."""
+    """The model of the config's family (GPT, BERT or EncoderDecoder), freshly initialised; with `config.task`
+    set, that task's model (SequenceClassification, ...) on the family's backbone."""
+    if config.task is not None:
+        return TASK_MODELS[config.task](config)
     return FAMILY_CLASSES[config.family](config)
 
 
 __all__ = [
     "BERT", "GPT", "BertOutput", "CausalLMOutput", "EncoderDecoder", "EncoderOutput", "FAMILY_CLASSES",
-    "Seq2SeqOutput", "TransformerModel", "build_model",
+    "MultipleChoice", "QuestionAnswering", "Seq2SeqOutput", "SequenceClassification", "TASK_MODELS", "TaskModel",
+    "TaskOutput", "TokenClassification", "TransformerModel", "build_model", "with_task_head",
 ]

@@ -55,3 +55,19 @@ class Seq2SeqOutput:
     decoder_attentions: tuple[Tensor, ...] | None = None
     cross_attentions: tuple[Tensor, ...] | None = None
     cache: KVCache | None = None
+
+
+@dataclass
+class TaskOutput:
+    """Fine-tuning head output. logits: (batch, num_labels) for sequence classification, (batch, choices) for
+    multiple choice, (batch, length, num_labels) for token classification; question answering gives
+    start_logits and end_logits (batch, length) instead. loss: the task loss, plus lm_weight * lm_loss for a GPT
+    head trained with GPT-1's auxiliary language-model loss (lm_loss, reported on its own)."""
+
+    logits: Tensor | None = None
+    loss: Tensor | None = None
+    start_logits: Tensor | None = None
+    end_logits: Tensor | None = None
+    lm_loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
