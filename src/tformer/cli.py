@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from tformer.cli_finetune import add_finetune_commands
 from tformer.cli_generate import add_generation_commands
 from tformer.cli_train import add_training_commands, split_overrides
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
@@ -79,12 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_generation_commands(commands)
     add_training_commands(commands)
+    add_finetune_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

@@ -1,0 +1,184 @@
+"""A task's examples as model batches, and the model's outputs back as the task's predictions.
+
+One encoder per problem kind, all with the same three methods, so the fine-tuning loop never branches on the task:
+
+* `items(examples)`: the units a batch is cut from: the examples themselves for sentence, pair and multiple-choice
+  tasks (encoded batch by batch, padded to the batch's longest row), QA windows (`qa_features`, with stride) and
+  encoded sentences (`ner_features`) for the span and token tasks;
+* `batch(items, labels=True)`: the model's keyword arguments, (batch, length) tensors, or (batch, choices, length)
+  for multiple choice and GPT's two-order similarity, with the labels the head's loss takes;
+* `predict(model, examples, batch_size)`: (predictions, references) in the form `compute_metrics` scores: class ids,
+  scores, answer texts against each question's reference answers, one tag per word.
+
+The layouts come from `input_layout` (BERT's `[CLS] A [SEP] B [SEP]`, GPT-1's start / delimiter / extract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tformer.models import TaskModel
+from tformer.tasks.inputs import input_layout
+from tformer.tasks.ner import ner_batch, ner_features, word_tags
+from tformer.tasks.qa import qa_batch, qa_features, qa_predictions
+from tformer.tasks.readers import ChoiceExample, NERSentence, QAExample, TextExample
+from tformer.tasks.registry import Task
+from tformer.tokenization import Tokenizer
+
+HEAD_TASKS = {"classification": "sequence-classification", "regression": "sequence-classification",
+              "multiple_choice": "multiple-choice", "qa": "question-answering",
+              "token_classification": "token-classification"}
+
+
+class TaskEncoder:
+    """Examples of one task <-> model inputs and outputs (seed: the fine-tuning input transformations).
+
+    `batch` returns the keyword arguments of a task model: input_ids and attention_mask (batch, length) (or
+    (batch, k, length)), token_type_ids for BERT, and the labels of the head's loss when `labels=True`.
+    """
+
+    def __init__(self, task: Task, model: TaskModel, tokenizer: Tokenizer, max_length: int) -> None:
+        self.task = task
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.is_gpt = model.config.family == "gpt"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def items(self, examples: Sequence[Any]) -> list[Any]:
+        return list(examples)
+
+    def batch(self, items: Sequence[Any], labels: bool = True) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def outputs(self, items: Sequence[Any]) -> Any:
+        """The model's output on `items`, in eval mode, without gradients."""
+        with torch.no_grad():
+            return self.model(**self._inputs(self.batch(items, labels=False)))
+
+    def predict(self, examples: Sequence[Any], batch_size: int) -> tuple[list, list]:
+        raise NotImplementedError
+
+    def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.is_gpt:  # GPT has no token types: GPT-1 separates the texts with its delimiter token instead
+            batch.pop("token_type_ids", None)
+        return batch
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class TextEncoder(TaskEncoder):
+    """Sentence and sentence-pair tasks (classification, entailment, similarity): labels (batch,) class ids, or
+    float scores for regression. A GPT similarity pair is read in both orders, (batch, 2, length)."""
+
+    def batch(self, items: Sequence[TextExample], labels: bool = True) -> dict[str, Tensor]:
+        layout = input_layout(self.model, self.tokenizer, self.max_length)
+        first = [e.text_a for e in items]
+        if items[0].text_b is None:
+            batch = layout.classification(first)
+        elif self.task.kind == "regression":
+            batch = layout.similarity(first, [e.text_b or "" for e in items])
+        else:
+            batch = layout.entailment(first, [e.text_b or "" for e in items])
+        if labels:
+            dtype = torch.float32 if self.task.kind == "regression" else torch.long
+            batch["labels"] = torch.tensor([e.label for e in items], dtype=dtype)
+        return self._inputs(batch)
+
+    def predict(self, examples: Sequence[TextExample], batch_size: int) -> tuple[list, list]:
+        predictions: list[float | int] = []
+        for chunk in _chunks(examples, batch_size):
+            logits = self.outputs(chunk).logits
+            predictions += (logits.squeeze(-1).tolist() if self.task.kind == "regression"
+                            else logits.argmax(-1).tolist())
+        return predictions, [e.label for e in examples]
+
+
+class ChoiceEncoder(TaskEncoder):
+    """Multiple choice: the context with each choice, (batch, choices, length); labels (batch,) the right one."""
+
+    def batch(self, items: Sequence[ChoiceExample], labels: bool = True) -> dict[str, Tensor]:
+        layout = input_layout(self.model, self.tokenizer, self.max_length)
+        batch = layout.multiple_choice([e.context for e in items], [e.choices for e in items])
+        if labels:
+            batch["labels"] = torch.tensor([e.label for e in items], dtype=torch.long)
+        return self._inputs(batch)
+
+    def predict(self, examples: Sequence[ChoiceExample], batch_size: int) -> tuple[list, list]:
+        predictions: list[int] = []
+        for chunk in _chunks(examples, batch_size):
+            predictions += self.outputs(chunk).logits.argmax(-1).tolist()
+        return predictions, [e.label for e in examples]
+
+
+class QAEncoder(TaskEncoder):
+    """Extractive QA: windows of `max_length` tokens overlapping by `doc_stride`; labels start_positions and
+    end_positions (batch,); predictions the best span over each question's windows, as text."""
+
+    def __init__(self, task: Task, model: TaskModel, tokenizer: Tokenizer, max_length: int, doc_stride: int) -> None:
+        super().__init__(task, model, tokenizer, max_length)
+        self.doc_stride = doc_stride
+
+    def items(self, examples: Sequence[QAExample]) -> list[Any]:
+        return qa_features(self.tokenizer, examples, self.max_length, self.doc_stride)
+
+    def batch(self, items: Sequence[Any], labels: bool = True) -> dict[str, Tensor]:
+        batch = qa_batch(items, self.pad_id)
+        if not labels:
+            del batch["start_positions"], batch["end_positions"]
+        return self._inputs(batch)
+
+    def predict(self, examples: Sequence[QAExample], batch_size: int) -> tuple[list, list]:
+        features = self.items(examples)
+        starts: list[Tensor] = []
+        ends: list[Tensor] = []
+        for chunk in _chunks(features, batch_size):
+            out = self.outputs(chunk)
+            for k, feature in enumerate(chunk):
+                n = len(feature.input_ids)
+                starts.append(out.start_logits[k, :n])
+                ends.append(out.end_logits[k, :n])
+        spans = qa_predictions(examples, features, starts, ends)
+        return [s.text for s in spans], [[text for text, _ in e.answers] for e in examples]
+
+
+class NEREncoder(TaskEncoder):
+    """Token classification: labels (batch, length) on each word's first piece, -100 elsewhere; predictions
+    one tag per word of each sentence."""
+
+    def items(self, examples: Sequence[NERSentence]) -> list[Any]:
+        return ner_features(self.tokenizer, examples, self.task.labels, self.max_length)
+
+    def batch(self, items: Sequence[Any], labels: bool = True) -> dict[str, Tensor]:
+        batch = ner_batch(items, self.pad_id)
+        if not labels:
+            del batch["labels"]
+        return self._inputs(batch)
+
+    def predict(self, examples: Sequence[NERSentence], batch_size: int) -> tuple[list, list]:
+        features = self.items(examples)
+        predictions: list[list[str]] = []
+        for start, chunk in zip(range(0, len(features), batch_size), _chunks(features, batch_size), strict=True):
+            tags = self.outputs(chunk).logits.argmax(-1)
+            for k, feature in enumerate(chunk):
+                words = len(examples[start + k].tokens)
+                predictions.append(word_tags(feature.word_ids, tags[k], self.task.labels, words))
+        return predictions, [list(e.tags) for e in examples]
+
+
+def task_encoder(task: Task, model: TaskModel, tokenizer: Tokenizer, max_length: int,
+                 doc_stride: int = 128) -> TaskEncoder:
+    """The encoder for `task`'s kind on `model`'s input layout, cutting inputs to `max_length` tokens."""
+    if task.kind == "qa":
+        return QAEncoder(task, model, tokenizer, max_length, doc_stride)
+    if task.kind == "token_classification":
+        return NEREncoder(task, model, tokenizer, max_length)
+    if task.kind == "multiple_choice":
+        return ChoiceEncoder(task, model, tokenizer, max_length)
+    return TextEncoder(task, model, tokenizer, max_length)
