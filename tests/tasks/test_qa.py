@@ -108,10 +108,11 @@ def test_features_match_transformers_overflowing_windows(minilm):
         assert feature.token_type_ids == expected["token_type_ids"][i]
 
 
-def test_every_window_labels_the_answer_exactly_or_not_at_all():
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])  # BERT's [CLS] q [SEP] c [SEP]; GPT-2's bare q c
+def test_every_window_labels_the_answer_exactly_or_not_at_all(kind):
     texts = ["alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau",
              "Who wrote it? The answer: Ada Lovelace, in 1843."]
-    tokenizer = Tokenizer.train(iter(texts * 5), kind="wordpiece", vocab_size=400)
+    tokenizer = Tokenizer.train(iter(texts * 5), kind=kind, vocab_size=400)
     words = texts[0].split()
     for position in range(0, 60, 3):  # the answer slides across every window boundary
         context_words = [words[i % len(words)] for i in range(60)]
@@ -120,11 +121,17 @@ def test_every_window_labels_the_answer_exactly_or_not_at_all():
         answer_start = context.index("Ada Lovelace")
         example = QAExample(str(position), "Who wrote it?", context, [("Ada Lovelace", answer_start)])
         features = qa_features(tokenizer, [example], max_length=24, doc_stride=6)
-        assert len(features) > 1
+        assert len(features) > 1 and all(any(f.offsets) for f in features)  # every window has context tokens
         labelled = [f for f in features if f.start_position != 0]
         assert labelled, f"answer at word {position} is in no window"
-        assert all(_span_text(example, f) == "Ada Lovelace" for f in labelled)
+        assert all(_span_text(example, f).strip() == "Ada Lovelace" for f in labelled)  # BPE: "ĠAda" has the space
         assert all(f.end_position == 0 for f in features if f.start_position == 0)
+        scores = [torch.zeros(len(f.input_ids)) for f in features]
+        scores[features.index(labelled[-1])][labelled[-1].start_position] = 1.0
+        ends = [torch.zeros(len(f.input_ids)) for f in features]
+        ends[features.index(labelled[-1])][labelled[-1].end_position] = 1.0
+        span = best_span(context, features, scores, ends)
+        assert (span.text, span.start) == ("Ada Lovelace", answer_start)
 
 
 def _feature(context: str, words: list[str]) -> QAFeature:

@@ -1,15 +1,16 @@
 """Extractive question answering (seed: QA as span extraction): examples to windows, logits back to answer text.
 
 Features: the question and the context are encoded as a pair, `[CLS] question [SEP] context [SEP]` for BERT;
-truncation cuts the context only, and a context too long for one window of `max_length` tokens is split into
-several, each overlapping the previous by `doc_stride` tokens (the fast tokenizer's overflowing encodings, as Hugging
-Face's run_qa does). Each window knows, for each context token, its character span in the context (the
-tokenizer's offsets), and for training the answer's first and last token, or 0 ([CLS]) for both when the answer is
-not wholly inside the window.
+the question is kept whole (leading spaces dropped, as some SQuAD questions have many), and a context too long for
+one window of `max_length` tokens is split into several, each overlapping the previous by `doc_stride` tokens: the
+windows Hugging Face's run_qa gets as a fast tokenizer's overflowing encodings. Each window knows, for each context
+token, its character span in the context (the tokenizer's offsets), and for training the answer's first and last
+token, or 0 ([CLS]) for both when the answer is not wholly inside the window.
 
 Postprocessing: a model gives a start and an end logit per token; over all windows of one example, the answer is
 the span with the highest start + end logit among the valid ones (both tokens in the context, end >= start, at
-most `max_answer_length` tokens), mapped back through the offsets to a character span of the context.
+most `max_answer_length` tokens), mapped back through the offsets to a character span of the context (without the
+leading space a byte-level BPE token such as "Ġword" carries in its offsets).
 """
 
 from __future__ import annotations
@@ -59,25 +60,27 @@ def qa_features(tokenizer: Tokenizer, examples: Sequence[QAExample], max_length:
     if not 0 <= doc_stride < max_length:
         raise ValueError(f"doc_stride={doc_stride} must be at least 0 and below max_length={max_length}")
     backend = tokenizer.backend
-    pairs = [(example.question.lstrip(), example.context) for example in examples]  # some SQuAD questions start
-    room = max_length - backend.num_special_tokens_to_add(is_pair=True)             # with many spaces
-    questions = backend.encode_batch([q for q, _ in pairs], add_special_tokens=False)
-    for example, question in zip(examples, questions, strict=True):
-        if room - len(question.ids) <= doc_stride:
-            raise ValueError(f"question {example.id!r} has {len(question.ids)} tokens, leaving "
-                             f"{room - len(question.ids)} context tokens per window of max_length={max_length}, not "
-                             f"more than doc_stride={doc_stride}: raise max_length or lower doc_stride")
-    try:
-        backend.enable_truncation(max_length, stride=doc_stride, strategy="only_second")
-        encodings = backend.encode_batch(pairs)
-    finally:
-        backend.no_truncation()
+    specials = backend.num_special_tokens_to_add(is_pair=True)
+    # Each example's context is cut into windows (`Encoding.truncate` with a stride, the windows a fast tokenizer
+    # returns as overflowing), and each window joined to the question by the tokenizer's post-processor. Pair
+    # truncation with overflow in one call would do the same, but `tokenizers` drops the sequence ids of the
+    # overflowing windows when there is no post-processor (byte-level BPE), and those ids say which tokens are context.
+    questions = backend.encode_batch([e.question.lstrip() for e in examples], add_special_tokens=False)
+    contexts = backend.encode_batch([e.context for e in examples], add_special_tokens=False)
     features = []
-    for index, (example, encoding) in enumerate(zip(examples, encodings, strict=True)):
-        for window in (encoding, *encoding.overflowing):
-            offsets = [tuple(o) if s == 1 else None for o, s in zip(window.offsets, window.sequence_ids, strict=True)]
+    for index, (example, question, context) in enumerate(zip(examples, questions, contexts, strict=True)):
+        room = max_length - specials - len(question.ids)  # context tokens per window
+        if room <= doc_stride:
+            raise ValueError(f"question {example.id!r} has {len(question.ids)} tokens, leaving {room} context tokens "
+                             f"per window of max_length={max_length}, not more than doc_stride={doc_stride}: raise "
+                             "max_length or lower doc_stride")
+        context.truncate(room, stride=doc_stride)
+        for window in (context, *context.overflowing):
+            encoding = backend.post_process(question, window, add_special_tokens=True)
+            pieces = zip(encoding.offsets, encoding.sequence_ids, strict=True)
+            offsets = [tuple(o) if s == 1 else None for o, s in pieces]
             start, end = _answer_tokens(example, offsets)
-            features.append(QAFeature(index, list(window.ids), list(window.type_ids), offsets, start, end))
+            features.append(QAFeature(index, list(encoding.ids), list(encoding.type_ids), offsets, start, end))
     return features
 
 
@@ -131,6 +134,8 @@ def best_span(context: str, features: Sequence[QAFeature], start_logits: Sequenc
         score = float(scores[start, end])
         if score > best.score:
             first, last = feature.offsets[start][0], feature.offsets[end][1]
+            while first < last and context[first].isspace():
+                first += 1
             best = QASpan(context[first:last], first, last, score)
     return best
 
