@@ -33,7 +33,6 @@ from tformer.tasks.readers import (
     read_squad,
     read_swag,
 )
-from tformer.training.recipe import data_root
 
 Kind = Literal["classification", "regression", "multiple_choice", "qa", "token_classification"]
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
@@ -80,6 +79,8 @@ class Task:
         """The files of `split`, checked to exist (a one-line error names the folder, the file and the fix)."""
         if split not in self.files:
             raise ValueError(f"task {self.name!r} has no split {split!r}; choose one of {', '.join(self.splits)}")
+        from tformer.training.recipe import data_root  # here, so that training/ may import tasks/ without a cycle
+
         base = data_root(None if root is None else str(root))
         return [_find(base, name, self.name) for name in self.files[split]]
 
