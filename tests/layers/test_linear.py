@@ -33,7 +33,8 @@ def _layer(bias: bool) -> Linear:
 def test_same_parameters_and_state_dict_as_nn_linear() -> None:
     layer, reference = _layer(True), nn.Linear(48, 80)
     assert isinstance(layer, nn.Linear)
-    assert {k: v.shape for k, v in layer.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    shapes = {k: v.shape for k, v in layer.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
 
 
 @pytest.mark.parametrize("bias", [True, False])
