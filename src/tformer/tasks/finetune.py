@@ -92,7 +92,10 @@ class FinetuneOptions:
     def from_overrides(cls, overrides: list[str] | dict[str, Any]) -> FinetuneOptions:
         """Options from `--key=value` words (or a mapping); unknown keys and bad values are one-line OptionErrors."""
         mapping = overrides if isinstance(overrides, dict) else apply_overrides({}, overrides)
-        return build(cls, mapping)
+        try:
+            return build(cls, mapping)
+        except OptionError as error:  # build() speaks of recipes; here the keys are finetune's --key=value options
+            raise OptionError(str(error).replace("unknown recipe key", "unknown option")) from None
 
     def resolved(self, task: Task, config: ModelConfig) -> FinetuneOptions:
         """A copy with every None that has a standard value filled in for `task` on a model of `config` (the

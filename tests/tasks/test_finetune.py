@@ -1,0 +1,135 @@
+"""Fine-tuning end to end on tiny models and a tiny data folder in the real formats: the written folder loads and
+scores what the run reported, the loss falls when overfitting, GPT gets GPT-1's tokens and auxiliary LM loss, and
+user mistakes are one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import tformer
+from tformer.models import MultipleChoice, QuestionAnswering, SequenceClassification, TokenClassification
+from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune
+from tformer.training.options import OptionError
+
+from .finetune_data import write_data, write_model
+
+FAST = ["--epochs=2", "--lr=1e-3", "--batch_size=8", "--log_every=1"]
+HEADS = {"sst2": SequenceClassification, "stsb": SequenceClassification, "rte": SequenceClassification,
+         "copa": MultipleChoice, "squad": QuestionAnswering, "conll2003": TokenClassification}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("finetune")
+    return {"data": write_data(root / "data"), "bert": write_model(root / "bert", "bert"),
+            "gpt": write_model(root / "gpt", "gpt")}
+
+
+def _run(folders: dict[str, Path], task: str, family: str, out: Path, *overrides: str) -> tuple:
+    stream = io.StringIO()
+    options = FinetuneOptions.from_overrides([*FAST, *overrides])
+    result = finetune(task, folders[family], folders["data"], out, options, command="test", stream=stream)
+    return result, stream.getvalue()
+
+
+def _train_rows(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if row["split"] == "train"]
+
+
+def test_finetune_writes_a_loadable_model_folder_and_metrics_json(folders, tmp_path):
+    out = tmp_path / "sst2"
+    result, shown = _run(folders, "sst2", "bert", out)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= {p.name for p in out.iterdir()}
+    model = tformer.from_pretrained(out)
+    assert isinstance(model, SequenceClassification)
+    assert model.config.labels == {0: "negative", 1: "positive"}
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["task"] == "sst2" and record["metrics"] == result.metrics and set(result.metrics) == {"accuracy"}
+    assert record["train_examples"] == record["train_examples_available"] == 64 and record["subset"] is False
+    assert record["steps"] == result.steps == 2 * math.ceil(64 / 8) and record["dev_examples"] == 24
+    assert record["command"] == "test" and record["wall_seconds"] > 0 and record["options"]["lr"] == 1e-3
+    assert "all 64 training examples" in shown and "examples/s" in shown and "eval at step 16: accuracy" in shown
+    assert evaluate("sst2", out, folders["data"]) == pytest.approx(result.metrics)
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+@pytest.mark.parametrize("task", ["stsb", "rte", "copa", "squad", "conll2003"])
+def test_every_task_kind_trains_saves_and_evaluates_the_same(folders, tmp_path, family, task):
+    result, _ = _run(folders, task, family, tmp_path / task)
+    model = tformer.from_pretrained(tmp_path / task)
+    assert type(model) is HEADS[task] and model.config.family == family
+    assert result.steps > 0 and all(math.isfinite(v) for v in result.metrics.values())
+    assert evaluate(task, tmp_path / task, folders["data"]) == pytest.approx(result.metrics, rel=1e-5, abs=1e-6)
+
+
+def test_overfitting_a_small_set_lowers_the_loss_and_learns_the_task(folders, tmp_path):
+    result, _ = _run(folders, "sst2", "bert", tmp_path / "fit", "--epochs=15", "--lr=3e-3", "--batch_size=16")
+    losses = [row["loss"] for row in _train_rows(tmp_path / "fit")]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.metrics["accuracy"] >= 0.9
+
+
+def test_learning_rate_warms_up_then_decays_linearly_to_zero(folders, tmp_path):
+    _run(folders, "sst2", "bert", tmp_path / "lr", "--warmup_fraction=0.25")
+    lrs = [row["lr"] for row in _train_rows(tmp_path / "lr")]  # after each of 16 steps; 4 of warmup
+    assert lrs[:4] == sorted(lrs[:4]) and lrs[3] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] == 0
+
+
+def test_max_train_examples_trains_on_a_seeded_subset_and_says_so(folders, tmp_path):
+    result, shown = _run(folders, "sst2", "bert", tmp_path / "sub", "--max_train_examples=10", "--max_eval_examples=5")
+    record = json.loads((tmp_path / "sub" / "metrics.json").read_text())
+    assert result.train_examples == record["train_examples"] == 10 and record["subset"] is True
+    assert record["train_examples_available"] == 64 and record["dev_examples"] == 5
+    assert record["steps"] == 2 * math.ceil(10 / 8)
+    assert "a seeded random subset of 10 of the 64 training examples" in shown
+    assert evaluate("sst2", tmp_path / "sub", folders["data"]) == pytest.approx(result.metrics)
+
+
+def test_gpt_gets_gpt1_tokens_and_the_auxiliary_lm_loss(folders, tmp_path):
+    _, shown = _run(folders, "sst2", "gpt", tmp_path / "gpt")
+    model = tformer.from_pretrained(tmp_path / "gpt")
+    tokenizer = tformer.Tokenizer.from_file(tmp_path / "gpt")
+    assert model.config.extract_token_id == tokenizer.token_to_id("<extract>") is not None
+    assert model.config.lm_weight == 0.5 and model.config.vocab_size == tokenizer.vocab_size
+    first = _train_rows(tmp_path / "gpt")[0]
+    assert first["loss"] == pytest.approx(first["task_loss"] + 0.5 * first["lm_loss"])
+    assert "lm_loss" in shown
+    _run(folders, "sst2", "gpt", tmp_path / "no-lm", "--lm_weight=0")
+    assert "lm_loss" not in _train_rows(tmp_path / "no-lm")[0]
+
+
+def test_same_seed_same_model(folders, tmp_path):
+    first, _ = _run(folders, "rte", "bert", tmp_path / "a", "--max_steps=3")
+    again, _ = _run(folders, "rte", "bert", tmp_path / "b", "--max_steps=3")
+    assert first.steps == 3 and first.metrics == again.metrics
+    one, two = tformer.from_pretrained(tmp_path / "a"), tformer.from_pretrained(tmp_path / "b")
+    for (name, a), b in zip(one.state_dict().items(), two.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_head_of_the_wrong_size_or_kind_is_a_one_line_error(folders, tmp_path):
+    _run(folders, "sst2", "bert", tmp_path / "sst2", "--max_steps=1")
+    with pytest.raises(ValueError, match=r"num_labels=2 but stsb needs 1") as error:
+        finetune("stsb", tmp_path / "sst2", folders["data"], tmp_path / "x", FinetuneOptions(max_steps=1))
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match=r"sequence-classification model but conll2003 needs a token-classification"):
+        evaluate("conll2003", tmp_path / "sst2", folders["data"])
+    with pytest.raises(ValueError, match=r"without a task head"):
+        evaluate("sst2", folders["bert"], folders["data"])
+
+
+def test_option_mistakes_are_one_line_errors(folders, tmp_path):
+    with pytest.raises(OptionError, match=r"unknown option 'learning_rate'; known keys: lr, "):
+        FinetuneOptions.from_overrides(["--learning_rate=1e-3"])
+    with pytest.raises(OptionError, match=r"epochs=0 must be at least 1"):
+        FinetuneOptions.from_overrides(["--epochs=0"])
+    with pytest.raises(OptionError, match=r"max_length=512 is longer than the model's 64 positions"):
+        finetune("sst2", folders["bert"], folders["data"], tmp_path / "x", FinetuneOptions(max_length=512))
