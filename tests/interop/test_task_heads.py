@@ -142,8 +142,10 @@ def test_backbone_folder_with_a_task_override_gets_a_new_head(tmp_path: Path) ->
         vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
         max_position_embeddings=64)).eval(), seed=5)
     pretrained.save_pretrained(tmp_path)
-    model = tformer.from_pretrained(tmp_path, task="sequence-classification", num_labels=4)
+    names = {0: "a", 1: "b", 2: "c", 3: "d"}
+    model = tformer.from_pretrained(tmp_path, task="sequence-classification", num_labels=4, id2label=names)
     assert isinstance(model, tformer.models.SequenceClassification) and model.classifier.out_features == 4
+    assert model.config.id2label == names
     batch = _batch("sequence-classification")
     batch.pop("labels")
     with torch.no_grad():

@@ -193,6 +193,12 @@ def test_with_task_head_keeps_the_backbone_weights() -> None:
     torch.testing.assert_close(tagger.backbone(ids).logits, gpt(ids).logits)
     with pytest.raises(ValueError, match=r"unknown task 'ner'; choose one of: sequence-classification"):
         with_task_head(gpt, "ner")
+    # from one task model to another: the old head's label names and loss do not carry over
+    sentiment = with_task_head(bert, "sequence-classification", num_labels=1, id2label={0: "score"})
+    assert sentiment.config.problem_type == "regression"
+    topics = with_task_head(sentiment, "sequence-classification", num_labels=4)
+    assert topics.config.id2label is None and topics.config.problem_type is None
+    assert with_task_head(topics, "question-answering").config.num_labels == 2
 
 
 # ---- bad input: one clear error naming the value and the fix -------------------------------------------------

@@ -292,7 +292,8 @@ def from_pretrained(path: str | PathLike[str], **overrides: object) -> Transform
     if config.task is not None and config.task != saved_task:  # a new head on the saved backbone
         backbone = build_model(config.replace(task=None))
         load_checkpoint_into(backbone, checkpoint, model_type)
-        return with_task_head(backbone, config.task).eval()
+        return with_task_head(backbone, config.task, num_labels=config.num_labels, id2label=config.id2label,
+                              problem_type=config.problem_type).eval()
     model = build_model(config)
     load_checkpoint_into(model, checkpoint, model_type)
     return model.eval()

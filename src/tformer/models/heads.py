@@ -347,6 +347,12 @@ def with_task_head(model: TransformerModel, task: str, **fields: object) -> Task
     if task not in TASK_MODELS:
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASK_MODELS)}")
     source = model.backbone if isinstance(model, TaskModel) else model
+    fields = dict(fields)
+    if task == "question-answering":
+        fields.setdefault("num_labels", 2)
+    if task != source.config.task or fields.get("num_labels", source.config.num_labels) != source.config.num_labels:
+        fields.setdefault("id2label", None)  # the old head's class names and loss were for other classes
+        fields.setdefault("problem_type", None)
     head_model = TASK_MODELS[task](source.config.replace(task=task, **fields))
     state = source.state_dict()
     target = head_model.backbone.state_dict()
