@@ -76,6 +76,15 @@ def test_overfitting_a_small_set_lowers_the_loss_and_learns_the_task(folders, tm
     assert result.metrics["accuracy"] >= 0.9
 
 
+def test_gpt_learns_the_task_next_to_its_auxiliary_lm_loss(folders, tmp_path):
+    # The tiny GPT first brings its LM loss down (~50 steps here), then the task loss follows.
+    result, _ = _run(folders, "sst2", "gpt", tmp_path / "gpt", "--epochs=120", "--lr=3e-3", "--batch_size=64",
+                     "--max_grad_norm=0", "--weight_decay=0", "--log_every=20")
+    rows = _train_rows(tmp_path / "gpt")
+    assert rows[-1]["lm_loss"] < 0.6 * rows[0]["lm_loss"] and rows[-1]["task_loss"] < 0.1
+    assert result.metrics["accuracy"] >= 0.9
+
+
 def test_learning_rate_warms_up_then_decays_linearly_to_zero(folders, tmp_path):
     _run(folders, "sst2", "bert", tmp_path / "lr", "--warmup_fraction=0.25")
     lrs = [row["lr"] for row in _train_rows(tmp_path / "lr")]  # after each of 16 steps; 4 of warmup
