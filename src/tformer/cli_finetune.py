@@ -24,7 +24,7 @@ def _finetune(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from tformer.tasks.finetune import evaluate
 
-    metrics = evaluate(args.task, args.model, args.data, threads=args.threads)
+    metrics = evaluate(args.task, args.model, args.data, threads=args.threads, device=args.device)
     print(f"{args.task} dev: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
 
 
@@ -35,7 +35,7 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
         description=f"Fine-tune a model folder on a task ({tasks}) and write OUT/ (a model folder) and "
                     "OUT/metrics.json. Options as --key=value: lr, batch_size, epochs, max_steps, max_length, "
                     "doc_stride, warmup_fraction, weight_decay, max_grad_norm, lm_weight, max_train_examples, "
-                    "max_eval_examples, eval_batch_size, threads, seed, log_every.", allow_abbrev=False)
+                    "max_eval_examples, eval_batch_size, threads, device, seed, log_every.", allow_abbrev=False)
     finetune.add_argument("task", help=f"the task: {tasks}")
     finetune.add_argument("--model", required=True, metavar="DIR", help="a GPT or BERT folder with tokenizer.json")
     finetune.add_argument("--data", metavar="DIR", help="the data folder (default: $TFORMER_DATA, else ../shared/data)")
@@ -48,4 +48,5 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a model folder written by tformer finetune")
     evaluate.add_argument("--data", metavar="DIR", help="the data folder (default: $TFORMER_DATA, else ../shared/data)")
     evaluate.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    evaluate.add_argument("--device", metavar="NAME", help="cpu, cuda, cuda:N (default: cuda when there is one)")
     evaluate.set_defaults(run=_evaluate)

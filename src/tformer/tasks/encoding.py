@@ -64,9 +64,11 @@ class TaskEncoder:
         raise NotImplementedError
 
     def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        if self.is_gpt:  # GPT has no token types: GPT-1 separates the texts with its delimiter token instead
+        """The batch on the model's device, without token types for GPT (GPT-1 separates texts with a token)."""
+        if self.is_gpt:
             batch.pop("token_type_ids", None)
-        return batch
+        device = next(self.model.parameters()).device
+        return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -142,8 +144,8 @@ class QAEncoder(TaskEncoder):
             out = self.outputs(chunk)
             for k, feature in enumerate(chunk):
                 n = len(feature.input_ids)
-                starts.append(out.start_logits[k, :n])
-                ends.append(out.end_logits[k, :n])
+                starts.append(out.start_logits[k, :n].float().cpu())
+                ends.append(out.end_logits[k, :n].float().cpu())
         spans = qa_predictions(examples, features, starts, ends)
         return [s.text for s in spans], [[text for text, _ in e.answers] for e in examples]
 

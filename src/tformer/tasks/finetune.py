@@ -74,6 +74,7 @@ class FinetuneOptions:
         "score only the first N dev examples (None: all)"))
     eval_batch_size: int = field(default=64, metadata=_help("examples per evaluation batch"))
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's default)"))
+    device: str | None = field(default=None, metadata=_help("cpu, cuda, cuda:1, ...; None: cuda when there is one"))
     seed: int = field(default=42, metadata=_help("seed of the head's initialisation, shuffling and dropout"))
     log_every: int = field(default=10, metadata=_help("steps between progress lines"))
 
@@ -127,6 +128,18 @@ class FinetuneResult:
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def _device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise OptionError(f"device={name!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device={name!r} but torch sees no CUDA GPU here; use --device=cpu")
+    return device
 
 
 def _check_model_dir(model_dir: str | Path) -> Path:
@@ -193,10 +206,12 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
     train = _subset(train_all, options.max_train_examples, options.seed)
     tokenizer = Tokenizer.from_file(folder)
     torch.manual_seed(options.seed)
+    device = _device(options.device)
     model = _task_model(from_pretrained(folder), task, options.lm_weight)
     family = model.config.family
     if family == "gpt":
         add_gpt_special_tokens(tokenizer, model)
+    model.to(device)
     opts = options.resolved(task, model.config)
     assert opts.lr and opts.batch_size and opts.max_length and opts.doc_stride is not None
     encoder = task_encoder(task, model, tokenizer, opts.max_length, opts.doc_stride)
@@ -214,7 +229,7 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
     windows = f" ({len(items):,} windows)" if len(items) != len(train) else ""
     log.message(f"fine-tuning {folder} ({family}, {model.num_parameters():,} parameters) on {task.name}: {subset}"
                 f"{windows}; {steps} steps of {opts.batch_size}, lr {opts.lr:g}, warmup {warmup} steps; "
-                f"dev {len(dev):,} examples")
+                f"dev {len(dev):,} examples; on {device}")
     if task.note:
         log.message(f"{task.name}: {task.note}")
 
@@ -266,14 +281,15 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
         "train_examples": len(train), "train_examples_available": len(train_all),
         "subset": len(train) < len(train_all), "train_items": len(items), "steps": step,
         "epochs": round(seen / len(items), 3), "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(seconds, 1), "command": command, "threads": torch.get_num_threads(),
+        "wall_seconds": round(seconds, 1), "command": command, "device": str(device),
+        "threads": torch.get_num_threads(),
         "options": to_dict(opts)})
     return FinetuneResult(task.name, metrics, step, len(train), seconds, out)
 
 
 def evaluate(task_name: str, model_dir: str | Path, data_root: str | Path | None = None, *,
              max_examples: int | None = None, max_length: int | None = None, doc_stride: int | None = None,
-             batch_size: int = 64, threads: int | None = None) -> dict[str, float]:
+             batch_size: int = 64, threads: int | None = None, device: str | None = None) -> dict[str, float]:
     """The dev metrics of the fine-tuned model in `model_dir` on task `task_name`. Unset settings are those the
     run that wrote the folder used (its metrics.json), else the task's defaults."""
     task = get_task(task_name)
@@ -282,7 +298,7 @@ def evaluate(task_name: str, model_dir: str | Path, data_root: str | Path | None
     saved = _saved_options(folder)
     max_examples = max_examples if max_examples is not None else saved.get("max_eval_examples")
     dev = task.read("dev", data_root)[:max_examples]
-    model = from_pretrained(folder)
+    model = from_pretrained(folder).to(_device(device))
     head = HEAD_TASKS[task.kind]
     if not isinstance(model, TaskModel) or model.config.task != head:
         has = f"a {model.config.task} model" if isinstance(model, TaskModel) else "a model without a task head"
