@@ -147,8 +147,8 @@ def test_option_mistakes_are_one_line_errors(folders, tmp_path):
 def test_device_is_chosen_recorded_and_checked(folders, tmp_path):
     _run(folders, "sst2", "bert", tmp_path / "cpu", "--device=cpu", "--max_steps=1")
     assert json.loads((tmp_path / "cpu" / "metrics.json").read_text())["device"] == "cpu"
-    with pytest.raises(OptionError, match=r"device='gpu0' is not a torch device; use cpu, cuda or cuda:N"):
+    with pytest.raises(OptionError, match=r"--device='gpu0' is not a device; use auto, cpu, cuda or cuda:N"):
         finetune("sst2", folders["bert"], folders["data"], tmp_path / "x", FinetuneOptions(device="gpu0"))
     if not torch.cuda.is_available():
-        with pytest.raises(OptionError, match=r"torch sees no CUDA GPU here; use --device=cpu"):
+        with pytest.raises(OptionError, match=r"--device='cuda' but this machine has no CUDA device; use --device=cpu"):
             evaluate("sst2", tmp_path / "cpu", folders["data"], device="cuda")

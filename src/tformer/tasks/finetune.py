@@ -35,6 +35,7 @@ from tformer.tasks.inputs import add_gpt_special_tokens
 from tformer.tasks.metrics import compute_metrics
 from tformer.tasks.registry import Task, get_task
 from tformer.tokenization import Tokenizer
+from tformer.training.distributed import pick_device
 from tformer.training.optim import build_optimizer, build_scheduler
 from tformer.training.options import OptionError, apply_overrides, build, to_dict
 from tformer.training.progress import RunLog
@@ -131,15 +132,10 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise OptionError(f"device={name!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"device={name!r} but torch sees no CUDA GPU here; use --device=cpu")
-    return device
+        return pick_device("auto" if name is None else name, option="--device")
+    except ValueError as error:
+        raise OptionError(str(error)) from None
 
 
 def _check_model_dir(model_dir: str | Path) -> Path:

@@ -59,16 +59,17 @@ class Distributed:
             dist.destroy_process_group()
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:LOCAL_RANK when CUDA is there, else cpu; otherwise the named device (checked)."""
+def pick_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
+    """auto -> cuda:LOCAL_RANK when CUDA is there, else cpu; otherwise the named device (checked; errors name
+    `option`)."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"{option}={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but this machine has no CUDA device; use train.device=cpu")
+        raise ValueError(f"{option}={name!r} but this machine has no CUDA device; use {option}=cpu")
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device
