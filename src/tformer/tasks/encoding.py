@@ -15,6 +15,7 @@ The layouts come from `input_layout` (BERT's `[CLS] A [SEP] B [SEP]`, GPT-1's st
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ HEAD_TASKS = {"classification": "sequence-classification", "regression": "sequen
               "token_classification": "token-classification"}
 
 
-class TaskEncoder:
+class TaskEncoder(ABC):
     """Examples of one task <-> model inputs and outputs (seed: the fine-tuning input transformations).
 
     `batch` returns the keyword arguments of a task model: input_ids and attention_mask (batch, length) (or
@@ -52,16 +53,18 @@ class TaskEncoder:
     def items(self, examples: Sequence[Any]) -> list[Any]:
         return list(examples)
 
+    @abstractmethod
     def batch(self, items: Sequence[Any], labels: bool = True) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """The model's keyword arguments for `items` (with the head's labels when `labels`)."""
 
     def outputs(self, items: Sequence[Any]) -> Any:
         """The model's output on `items`, in eval mode, without gradients."""
         with torch.no_grad():
             return self.model(**self._inputs(self.batch(items, labels=False)))
 
+    @abstractmethod
     def predict(self, examples: Sequence[Any], batch_size: int) -> tuple[list, list]:
-        raise NotImplementedError
+        """(predictions, references) over `examples`, in the form the task's metrics take."""
 
     def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The batch on the model's device, without token types for GPT (GPT-1 separates texts with a token)."""
