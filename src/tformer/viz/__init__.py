@@ -1,0 +1,1 @@
+"""Seeing inside the models: attention maps, the attention page, positional encodings, contextual embeddings."""
