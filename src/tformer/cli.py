@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from tformer.cli_explain import add_explain_commands
 from tformer.cli_finetune import add_finetune_commands
 from tformer.cli_generate import add_generation_commands
 from tformer.cli_train import add_training_commands, split_overrides
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generation_commands(commands)
     add_training_commands(commands)
     add_finetune_commands(commands)
+    add_explain_commands(commands)
     return parser
 
 
