@@ -124,6 +124,24 @@ def test_same_seed_same_model(folders, tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_random_init_starts_from_fresh_weights_of_the_same_architecture(folders, tmp_path):
+    original = tformer.from_pretrained(folders["bert"]).state_dict()
+    tiny_steps = ("--max_steps=1", "--lr=1e-12", "--weight_decay=0")
+    _, kept_shown = _run(folders, "sst2", "bert", tmp_path / "kept", *tiny_steps)
+    _, fresh_shown = _run(folders, "sst2", "bert", tmp_path / "fresh", *tiny_steps, "--init=random")
+    kept, fresh = tformer.from_pretrained(tmp_path / "kept"), tformer.from_pretrained(tmp_path / "fresh")
+    assert kept.config == fresh.config
+    shared = [key for key in original if f"backbone.{key}" in kept.state_dict()]  # the MLM/NSP heads are dropped
+    assert len(shared) > 10
+    for key in shared:
+        assert torch.allclose(kept.state_dict()[f"backbone.{key}"], original[key], atol=1e-6), key
+    fresh_weights = fresh.state_dict()["backbone.embeddings.token.weight"]
+    assert not torch.allclose(fresh_weights, original["embeddings.token.weight"], atol=1e-2)
+    assert "freshly initialised (--init=random)" in fresh_shown and "freshly" not in kept_shown
+    with pytest.raises(OptionError, match=r"init='scratch' is not an initialisation; pass --init=pretrained or"):
+        FinetuneOptions.from_overrides(["--init=scratch"])
+
+
 def test_a_head_of_the_wrong_size_or_kind_is_a_one_line_error(folders, tmp_path):
     _run(folders, "sst2", "bert", tmp_path / "sst2", "--max_steps=1")
     with pytest.raises(ValueError, match=r"num_labels=2 but stsb needs 1") as error:

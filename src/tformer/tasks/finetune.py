@@ -29,7 +29,7 @@ import torch
 
 from tformer.config import ModelConfig
 from tformer.interop.huggingface import from_pretrained
-from tformer.models import TaskModel, TransformerModel, with_task_head
+from tformer.models import TaskModel, TransformerModel, build_model, with_task_head
 from tformer.tasks.encoding import HEAD_TASKS, TaskEncoder, task_encoder
 from tformer.tasks.inputs import add_gpt_special_tokens
 from tformer.tasks.metrics import compute_metrics
@@ -77,6 +77,9 @@ class FinetuneOptions:
     threads: int | None = field(default=None, metadata=_help("torch CPU threads (None: torch's default)"))
     device: str | None = field(default=None, metadata=_help("cpu, cuda, cuda:1, ...; None: cuda when there is one"))
     seed: int = field(default=42, metadata=_help("seed of the head's initialisation, shuffling and dropout"))
+    init: str = field(default="pretrained", metadata=_help(
+        "pretrained: start from the folder's weights; random: the same architecture and tokenizer, freshly "
+        "initialised (the baseline that shows what pre-training transfers)"))
     log_every: int = field(default=10, metadata=_help("steps between progress lines"))
 
     def __post_init__(self) -> None:
@@ -87,6 +90,8 @@ class FinetuneOptions:
                 raise OptionError(f"{name}={value} must be at least 1")
         if self.lr is not None and self.lr <= 0:
             raise OptionError(f"lr={self.lr} must be positive, e.g. --lr=2e-5")
+        if self.init not in ("pretrained", "random"):
+            raise OptionError(f"init={self.init!r} is not an initialisation; pass --init=pretrained or --init=random")
         if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
             raise OptionError(f"warmup_fraction={self.warmup_fraction} must be in [0, 1)")
 
@@ -203,7 +208,10 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
     tokenizer = Tokenizer.from_file(folder)
     torch.manual_seed(options.seed)
     device = _device(options.device)
-    model = _task_model(from_pretrained(folder), task, options.lm_weight)
+    backbone = from_pretrained(folder)
+    if options.init == "random":
+        backbone = build_model(backbone.config)
+    model = _task_model(backbone, task, options.lm_weight)
     family = model.config.family
     if family == "gpt":
         add_gpt_special_tokens(tokenizer, model)
@@ -223,7 +231,9 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
               f"(max_train_examples={opts.max_train_examples})" if len(train) < len(train_all)
               else f"all {len(train):,} training examples")
     windows = f" ({len(items):,} windows)" if len(items) != len(train) else ""
-    log.message(f"fine-tuning {folder} ({family}, {model.num_parameters():,} parameters) on {task.name}: {subset}"
+    start = "" if opts.init == "pretrained" else ", freshly initialised (--init=random)"
+    log.message(f"fine-tuning {folder} ({family}, {model.num_parameters():,} parameters{start}) on {task.name}: "
+                f"{subset}"
                 f"{windows}; {steps} steps of {opts.batch_size}, lr {opts.lr:g}, warmup {warmup} steps; "
                 f"dev {len(dev):,} examples; on {device}")
     if task.note:
