@@ -232,3 +232,10 @@ def test_token_markup_shows_as_literal_text_and_never_runs(page, problems):
     assert page.text_content("#query-column .token[data-index='4']") == IMG_XSS
     assert page.locator("#attention img").count() == 0
     assert page.eval_on_selector_all("script", "scripts => scripts.length") == 2
+
+
+def test_hovering_a_line_reads_out_its_weight(page):
+    head, query, key = min(expected(0, 0, range(HEADS)))
+    page.dispatch_event(f"#lines line[data-head='{head}'][data-query='{query}'][data-key='{key}']", "mouseover")
+    weight = np.asarray(VIEWS[0].weights)[0, head, query, key]
+    assert page.text_content("#line-info") == f"head {head}: {SENTENCE_A[query]} \u2192 {SENTENCE_A[key]} = {weight:g}"

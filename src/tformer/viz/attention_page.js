@@ -28,6 +28,7 @@ const elements = {
   layerSelect: document.getElementById("layer-select"),
   threshold: document.getElementById("threshold"),
   lineCount: document.getElementById("line-count"),
+  lineInfo: document.getElementById("line-info"),
   headBoxes: document.getElementById("head-boxes"),
   queryColumn: document.getElementById("query-column"),
   keyColumn: document.getElementById("key-column"),
@@ -128,7 +129,6 @@ function isFocused(query, key) {
 }
 
 function lineElement(head, query, key, weight) {
-  const view = currentView();
   const line = document.createElementNS(SVG_NS, "line");
   line.setAttribute("x1", "0");
   line.setAttribute("y1", String((query + 0.5) * ROW_HEIGHT));
@@ -140,10 +140,17 @@ function lineElement(head, query, key, weight) {
   line.dataset.head = String(head);
   line.dataset.query = String(query);
   line.dataset.key = String(key);
-  const tooltip = document.createElementNS(SVG_NS, "title");
-  tooltip.textContent = `head ${head}: ${view.queryTokens[query]} \u2192 ${view.keyTokens[key]} = ${weight}`;
-  line.appendChild(tooltip);
   return line;
+}
+
+// One shared readout rather than a <title> per line: thousands of <title> children make layout take seconds.
+function describeLine(event) {
+  const line = event.target;
+  if (!(line instanceof SVGLineElement)) return;
+  const view = currentView();
+  const [head, query, key] = [line.dataset.head, line.dataset.query, line.dataset.key].map(Number);
+  const weight = view.weights[state.layer][head][query][key];
+  elements.lineInfo.textContent = `head ${head}: ${view.queryTokens[query]} \u2192 ${view.keyTokens[key]} = ${weight}`;
 }
 
 // One line per (head, query, key) with weight above the threshold, for the selected layer and heads.
@@ -176,6 +183,7 @@ function setUp() {
     state.layer = Number(elements.layerSelect.value);
     draw();
   });
+  elements.svg.addEventListener("mouseover", describeLine);
   elements.threshold.value = String(state.threshold);
   elements.threshold.addEventListener("input", () => {
     const value = Number.parseFloat(elements.threshold.value);
