@@ -1,0 +1,112 @@
+"""capture_attention: views of every family with the right tokens, shapes, softmax rows and pair sub-blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tformer
+from tformer.viz import capture_attention
+from tformer.viz.capture import readable_tokens
+
+
+def _rows_sum_to_one(weights: np.ndarray) -> None:
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_bert_self_attention_is_the_models_own_weights_over_cls_text_sep(bert: tuple) -> None:
+    model, tok = bert
+    (view,) = capture_attention(model, tok, "the cat sat on the mat")
+    assert view.name == "self-attention"
+    assert view.query_tokens == view.key_tokens == tok.tokenize("the cat sat on the mat")
+    assert view.query_tokens[0] == "[CLS]" and view.query_tokens[-1] == "[SEP]"
+    n = len(view.query_tokens)
+    assert view.weights.shape == (model.config.n_layers, model.config.n_heads, n, n)
+    _rows_sum_to_one(view.weights)
+    out = model(torch.tensor([tok.encode("the cat sat on the mat")]), output_attentions=True)
+    np.testing.assert_allclose(view.weights, torch.stack([a[0] for a in out.attentions]).detach().numpy(), atol=1e-6)
+
+
+def test_bert_pair_views_are_the_a_to_b_and_b_to_a_sub_blocks(bert: tuple) -> None:
+    model, tok = bert
+    a_text, b_text = "the cat sat", "it was tired of it"
+    views = capture_attention(model, tok, a_text, b_text)
+    assert [v.name for v in views] == ["self-attention", "A -> B", "B -> A"]
+    full, a_to_b, b_to_a = views
+    n_a = len(tok.tokenize(a_text, add_special_tokens=False))
+    n_b = len(tok.tokenize(b_text, add_special_tokens=False))
+    assert len(full.query_tokens) == n_a + n_b + 3  # [CLS] A [SEP] B [SEP]
+    _rows_sum_to_one(full.weights)
+    a, b = list(range(1, 1 + n_a)), list(range(n_a + 2, n_a + 2 + n_b))
+    assert a_to_b.query_tokens == [full.query_tokens[i] for i in a] == tok.tokenize(a_text, add_special_tokens=False)
+    assert a_to_b.key_tokens == b_to_a.query_tokens == tok.tokenize(b_text, add_special_tokens=False)
+    np.testing.assert_array_equal(a_to_b.weights, full.weights[:, :, a][:, :, :, b])
+    np.testing.assert_array_equal(b_to_a.weights, full.weights[:, :, b][:, :, :, a])
+    # sentence B is read with token type 1, as in pre-training
+    ids = torch.tensor([tok.encode(a_text, b_text)])
+    types = torch.tensor([[0] * (n_a + 2) + [1] * (n_b + 1)])
+    out = model(ids, token_type_ids=types, output_attentions=True)
+    np.testing.assert_allclose(full.weights[-1], out.attentions[-1][0].detach().numpy(), atol=1e-6)
+
+
+def test_gpt_self_attention_is_causal_with_readable_byte_level_tokens(gpt: tuple) -> None:
+    model, tok = gpt
+    (view,) = capture_attention(model, tok, "the river bank was muddy")
+    assert view.name == "self-attention"
+    assert "".join(view.query_tokens) == "the river bank was muddy"  # 'Ġ' shown as the space it stands for
+    assert not any("Ġ" in token for token in view.key_tokens)
+    n = len(view.query_tokens)
+    assert view.weights.shape == (2, 4, n, n)
+    _rows_sum_to_one(view.weights)
+    assert np.all(np.triu(view.weights, k=1) == 0)  # no token looks ahead
+
+
+def test_encoder_decoder_views_with_a_given_target(translator: tuple) -> None:
+    model, tok = translator
+    views = capture_attention(model, tok, "one two three", target="eins zwei drei")
+    assert [v.name for v in views] == ["encoder self-attention", "decoder self-attention", "cross-attention"]
+    encoder, decoder, cross = views
+    assert encoder.query_tokens == encoder.key_tokens == ["one", "two", "three"]
+    assert decoder.query_tokens == decoder.key_tokens == ["[BOS]", "eins", "zwei", "drei", "[EOS]"]
+    assert cross.query_tokens == decoder.query_tokens and cross.key_tokens == encoder.key_tokens
+    config = model.config
+    assert encoder.weights.shape == (config.n_layers, config.n_heads, 3, 3)
+    assert decoder.weights.shape == (config.decoder_layers, config.n_heads, 5, 5)
+    assert cross.weights.shape == (config.decoder_layers, config.n_heads, 5, 3)
+    for view in views:
+        _rows_sum_to_one(view.weights)
+    assert np.all(np.triu(decoder.weights, k=1) == 0)
+
+
+def test_encoder_decoder_without_a_target_reads_its_greedy_translation(translator: tuple) -> None:
+    model, tok = translator
+    source = torch.tensor([tok.encode("four five six")])
+    greedy = tformer.generate(model, source, max_new_tokens=2 * source.shape[1] + 10)[0].tolist()
+    views = capture_attention(model, tok, "four five six")
+    assert views[1].query_tokens == readable_tokens(tok, greedy)
+    assert views[2].weights.shape[2:] == (len(greedy), source.shape[1])
+    _rows_sum_to_one(views[2].weights)
+
+
+def test_readable_tokens_keep_special_tokens_and_show_whitespace(gpt: tuple) -> None:
+    _, tok = gpt
+    ids = [tok.eos_token_id, *tok.encode("a\n cat")]
+    shown = readable_tokens(tok, ids)
+    assert shown[0] == "<|endoftext|>"
+    assert all(token.strip() for token in shown)  # nothing invisible: a bare space or newline gets a symbol
+    assert "↵" in "".join(shown)
+
+
+@pytest.mark.parametrize("family, kwargs, message", [
+    ("gpt", dict(pair="b"), "a sentence pair is for BERT models"),
+    ("bert", dict(target="b"), "a target text is for encoder-decoder models"),
+    ("gpt", dict(text="   "), "the text is empty"),
+])
+def test_wrong_inputs_are_one_line_errors(request: pytest.FixtureRequest, family: str, kwargs: dict,
+                                          message: str) -> None:
+    model, tok = request.getfixturevalue(family)
+    text = kwargs.pop("text", "the cat")
+    with pytest.raises(ValueError, match=message) as error:
+        capture_attention(model, tok, text, **kwargs)
+    assert "\n" not in str(error.value)
