@@ -12,6 +12,7 @@ from tformer.cli_explain import add_explain_commands
 from tformer.cli_finetune import add_finetune_commands
 from tformer.cli_generate import add_generation_commands
 from tformer.cli_train import add_training_commands, split_overrides
+from tformer.cli_viz import add_viz_commands
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
 from tformer.data.prepare import prepare
 from tformer.models import build_model
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generation_commands(commands)
     add_training_commands(commands)
     add_finetune_commands(commands)
+    add_viz_commands(commands)
     add_explain_commands(commands)
     return parser
 
