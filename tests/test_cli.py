@@ -31,6 +31,10 @@ def test_demo_trains_evaluates_and_shows_n_best_lists(tmp_path, capsys: pytest.C
     assert len(summary["examples"]) == 3 and all(len(e["n_best"]) == 4 for e in summary["examples"])
     assert (out / "final" / "model.safetensors").is_file() and (out / "final" / "tokenizer.json").is_file()
     assert (out / "loss.png").is_file() and (out / "metrics.jsonl").is_file()
+    assert (out / "alignment.png").stat().st_size > 0 and "cross-attention" in (out / "attention.html").read_text()
+    assert summary["pictures"] == {"attention_page": str(out / "attention.html"),
+                                   "alignment": str(out / "alignment.png")}
+    assert f"what the model attends to on 'two hundred fifty-nine': {out / 'attention.html'}" in printed
 
 
 def test_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,9 @@
 
 It trains the `demo-numbers` recipe on this machine's CPU, scores greedy translations of every held-out test
 number (exact match and BLEU), prints three translations with their 4-best beam lists and scores, and leaves
-a model folder, metrics.json and loss.png in the run folder.
+a model folder, metrics.json and loss.png in the run folder, with two pictures of what the model attends to on
+the first example: alignment.png (cross-attention of the last layer, mean of its heads) and attention.html (the
+interactive page: encoder, decoder and cross-attention, every layer and head).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from tformer.data.synthetic import english_number, number_split
 from tformer.training.evaluate import n_best
 from tformer.training.recipe import load_recipe
 from tformer.training.trainer import Trainer
+from tformer.viz import capture_attention, plot_alignment, write_attention_page
 
 EXAMPLES = (259, 10_251, 756_661)  # all three from the held-out test split
 
@@ -47,12 +50,14 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = Non
         for rank, (text, score) in enumerate(best, 1):
             say(f"           {rank}. {text:<44} {score:8.4f}")
         shown.append({"number": number, "source": source, "n_best": best})
+    pictures = _attention_pictures(trainer, english_number(examples[0]), result.run_dir, say)
     seconds = time.perf_counter() - began
     summary = {
         "test_pairs": test_count, "test_exact_match": metrics["test_exact_match"], "test_bleu": metrics["test_bleu"],
         "bleu_tokenize": recipe.eval.bleu_tokenize,
         "valid": {k: v for k, v in metrics.items() if not k.startswith("test_")},
         "train": result.train_metrics, "steps": result.step, "seconds": round(seconds, 1), "examples": shown,
+        "pictures": pictures,
     }
     path = result.run_dir / "metrics.json"
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -60,3 +65,18 @@ def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = Non
         f"\"forty-two\"), {path}, {result.run_dir / 'loss.png'}")
     say(f"total {seconds / 60:.1f} min")
     return summary
+
+
+def _attention_pictures(trainer: Trainer, source: str, run_dir: Path, say: Any) -> dict[str, str]:
+    """Write attention.html and (with matplotlib) alignment.png for one translation; returns name -> path."""
+    views = capture_attention(trainer.model, trainer.data.tokenizer, source)
+    page = write_attention_page(run_dir / "attention.html", views, title=f"tformer demo: {source}")
+    pictures = {"attention_page": str(page)}
+    cross = next(view for view in views if view.name == "cross-attention")
+    try:
+        pictures["alignment"] = str(plot_alignment(cross, run_dir / "alignment.png"))
+    except ImportError as error:  # matplotlib is the optional `viz` extra
+        say(f"no alignment.png: {error}")
+    say(f"\nwhat the model attends to on {source!r}: {page} (open it in a browser)"
+        + (f", {pictures['alignment']}" if "alignment" in pictures else ""))
+    return pictures
