@@ -12,18 +12,12 @@ import tformer
 from tformer import ModelConfig, Tokenizer
 from tformer.cli import main
 
+from .weights import randomize
+
 ENGLISH = ["one two three", "four five six", "seven eight nine", "ten eleven twelve"]
 GERMAN = ["eins zwei drei", "vier fünf sechs", "sieben acht neun", "zehn elf zwölf"]
 N_BEST_LINE = re.compile(r"^(\d+)\. (.*)  \(score (-?\d+\.\d+)\)$")
 
-
-def _randomize(model: tformer.TransformerModel, seed: int) -> tformer.TransformerModel:
-    """Weights far from the near-uniform initialisation, so different tokens win at different steps."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def gpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     eos = tok.eos_token_id  # <|endoftext|>
     config = ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos)
     folder = tmp_path_factory.mktemp("gpt")
-    _randomize(tformer.build_model(config), seed=0).save_pretrained(folder)
+    randomize(tformer.build_model(config), seed=0).save_pretrained(folder)
     tok.save(folder)
     return folder
 
@@ -47,7 +41,7 @@ def translator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                 decoder_start_token_id=tok.bos_token_id, sinusoidal_layout="halves")
     folder = tmp_path_factory.mktemp("translator")
-    _randomize(tformer.build_model(config), seed=1).save_pretrained(folder)
+    randomize(tformer.build_model(config), seed=1).save_pretrained(folder)
     tok.save(folder)
     return folder
 

@@ -5,23 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 import tformer
 from tformer import ModelConfig, Tokenizer
+
+from ..weights import randomize
 
 TEXTS = ["the river bank was muddy", "the bank lent us money", "a cat sat on the mat", "it was tired of it"] * 3
 ENGLISH = ["one two three", "four five six", "seven eight nine"]
 GERMAN = ["eins zwei drei", "vier fünf sechs", "sieben acht neun"]
 
-
-def _randomize(model: tformer.TransformerModel, seed: int) -> tformer.TransformerModel:
-    """Weights far from the near-uniform initialisation, so that attention is not flat."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    return model.eval()
 
 
 def _saved(folder: Path, model: tformer.TransformerModel, tokenizer: Tokenizer) -> Path:
@@ -34,7 +27,7 @@ def _saved(folder: Path, model: tformer.TransformerModel, tokenizer: Tokenizer) 
 def bert() -> tuple[tformer.TransformerModel, Tokenizer]:
     tok = Tokenizer.train(iter(TEXTS), kind="wordpiece", vocab_size=120)
     config = ModelConfig.preset("bert-tiny", vocab_size=len(tok), pad_token_id=tok.pad_token_id)
-    return _randomize(tformer.build_model(config), seed=0), tok
+    return randomize(tformer.build_model(config), seed=0), tok
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +35,7 @@ def gpt() -> tuple[tformer.TransformerModel, Tokenizer]:
     tok = Tokenizer.train(iter(TEXTS), kind="bpe", vocab_size=300)
     config = ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=tok.eos_token_id,
                                 eos_token_id=tok.eos_token_id)
-    return _randomize(tformer.build_model(config), seed=1), tok
+    return randomize(tformer.build_model(config), seed=1), tok
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +45,7 @@ def translator() -> tuple[tformer.TransformerModel, Tokenizer]:
     config = ModelConfig.preset("transformer-tiny", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                 decoder_start_token_id=tok.bos_token_id, sinusoidal_layout="halves")
-    return _randomize(tformer.build_model(config), seed=2), tok
+    return randomize(tformer.build_model(config), seed=2), tok
 
 
 @pytest.fixture(scope="session")
