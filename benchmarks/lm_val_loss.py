@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=50, help="how many estimates to draw")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--target", type=float, default=1.88, help="report the share of estimates at or below this "
+                        "(default: nanoGPT's 1.88)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = tformer.from_pretrained(args.run / "final").eval()
@@ -71,7 +73,8 @@ def main() -> None:
                                            args.seed)
     print(f"{args.run}: whole val split ({len(tokens) - 1:,} tokens, windows of {block_size}): {whole:.4f}")
     print(f"{args.draws} estimates of {args.batches} random batches of {args.batch_size}: mean {estimates.mean():.4f}, "
-          f"sd {estimates.std():.4f}, min {estimates.min():.4f}, max {estimates.max():.4f}")
+          f"sd {estimates.std():.4f}, min {estimates.min():.4f}, max {estimates.max():.4f}; "
+          f"{(estimates <= args.target).mean():.0%} at or below {args.target}")
 
 
 if __name__ == "__main__":
