@@ -14,7 +14,7 @@ import torch
 
 import tformer
 from tformer.models import MultipleChoice, QuestionAnswering, SequenceClassification, TokenClassification
-from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune
+from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune, length_grouped_order
 from tformer.training.options import OptionError
 
 from .finetune_data import write_data, write_model
@@ -140,6 +140,33 @@ def test_random_init_starts_from_fresh_weights_of_the_same_architecture(folders,
     assert "freshly initialised (--init=random)" in fresh_shown and "freshly" not in kept_shown
     with pytest.raises(OptionError, match=r"init='scratch' is not an initialisation; pass --init=pretrained or"):
         FinetuneOptions.from_overrides(["--init=scratch"])
+
+
+def test_length_grouped_order_keeps_every_item_and_batches_similar_lengths():
+    generator = torch.Generator().manual_seed(0)
+    sizes = torch.randint(1, 200, (1000,), generator=generator).tolist()
+    order = torch.randperm(1000, generator=generator).tolist()
+    grouped = length_grouped_order(order, sizes, batch_size=8, group_batches=10)
+    assert sorted(grouped) == list(range(1000))
+    assert sizes[grouped[0]] == max(sizes)  # the longest batch first: out-of-memory shows at once
+    for start in range(0, 1000, 80):  # each group of 10 batches is sorted longest first
+        group = [sizes[i] for i in grouped[start:start + 80]]
+        assert group == sorted(group, reverse=True)
+
+    def padded(indices: list[int]) -> int:  # tokens in batches padded to their longest row
+        return sum(8 * max(sizes[i] for i in indices[k:k + 8]) for k in range(0, len(indices), 8))
+
+    assert padded(grouped) < 0.7 * padded(order)
+    assert length_grouped_order([], [], batch_size=8) == []
+
+
+@pytest.mark.parametrize("task", ["sst2", "copa", "squad", "conll2003"])  # each encoder's size()
+def test_group_by_length_runs_every_task_kind_and_is_recorded(folders, tmp_path, task):
+    result, shown = _run(folders, task, "bert", tmp_path / task, "--group_by_length=true")
+    record = json.loads((tmp_path / task / "metrics.json").read_text())
+    assert record["options"]["group_by_length"] is True and result.steps == record["steps"]
+    losses = [row["loss"] for row in _train_rows(tmp_path / task)]
+    assert all(math.isfinite(loss) for loss in losses) and len(losses) == result.steps
 
 
 def test_a_head_of_the_wrong_size_or_kind_is_a_one_line_error(folders, tmp_path):

@@ -53,6 +53,11 @@ class TaskEncoder(ABC):
     def items(self, examples: Sequence[Any]) -> list[Any]:
         return list(examples)
 
+    def size(self, item: Any) -> int:
+        """How long `item`'s input rows are, for grouping items of similar length into batches: its token count
+        where the item is already encoded (QA windows, NER sentences)."""
+        return len(item.input_ids)
+
     @abstractmethod
     def batch(self, items: Sequence[Any], labels: bool = True) -> dict[str, Tensor]:
         """The model's keyword arguments for `items` (with the head's labels when `labels`)."""
@@ -96,6 +101,10 @@ class TextEncoder(TaskEncoder):
             batch["labels"] = torch.tensor([e.label for e in items], dtype=dtype)
         return self._inputs(batch)
 
+    def size(self, item: TextExample) -> int:
+        """Characters of the text(s): examples are tokenized batch by batch, so length is estimated, not counted."""
+        return len(item.text_a) + len(item.text_b or "")
+
     def predict(self, examples: Sequence[TextExample], batch_size: int) -> tuple[list, list]:
         predictions: list[float | int] = []
         for chunk in _chunks(examples, batch_size):
@@ -114,6 +123,10 @@ class ChoiceEncoder(TaskEncoder):
         if labels:
             batch["labels"] = torch.tensor([e.label for e in items], dtype=torch.long)
         return self._inputs(batch)
+
+    def size(self, item: ChoiceExample) -> int:
+        """Characters of the context and its longest choice (the row that sets the batch's padded length)."""
+        return len(item.context) + max(map(len, item.choices), default=0)
 
     def predict(self, examples: Sequence[ChoiceExample], batch_size: int) -> tuple[list, list]:
         predictions: list[int] = []
