@@ -4,6 +4,7 @@ user mistakes are one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -14,9 +15,14 @@ import torch
 
 import tformer
 from tformer.models import MultipleChoice, QuestionAnswering, SequenceClassification, TokenClassification
+from tformer.tasks.encoding import task_encoder
 from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune, length_grouped_order
+from tformer.tasks.readers import NERSentence, QAExample
+from tformer.tasks.registry import get_task
+from tformer.tokenization import Tokenizer
 from tformer.training.options import OptionError
 
+from ..weights import randomize
 from .finetune_data import write_data, write_model
 
 FAST = ["--epochs=2", "--lr=1e-3", "--batch_size=8", "--log_every=1"]
@@ -167,6 +173,39 @@ def test_group_by_length_runs_every_task_kind_and_is_recorded(folders, tmp_path,
     assert record["options"]["group_by_length"] is True and result.steps == record["steps"]
     losses = [row["loss"] for row in _train_rows(tmp_path / task)]
     assert all(math.isfinite(loss) for loss in losses) and len(losses) == result.steps
+
+
+def _varied_lengths(examples: list) -> list:
+    """The tiny data's QA and NER examples all have one length; vary them (questions longer, sentences shorter)."""
+    varied = []
+    for k, example in enumerate(examples):
+        if isinstance(example, QAExample):
+            example = dataclasses.replace(example, question=example.question + " and why" * (k % 4))
+        elif isinstance(example, NERSentence):
+            keep = max(1, len(example.tokens) - k % 4)
+            example = dataclasses.replace(example, tokens=example.tokens[:keep], tags=example.tags[:keep])
+        varied.append(example)
+    return varied
+
+
+# stsb stands for every text task (one restore loop for classes and scores): its scores differ per example, where
+# the class of a tiny random model is often the same for all.
+@pytest.mark.parametrize("task", ["stsb", "copa", "squad", "conll2003"])
+def test_scoring_in_size_order_keeps_each_prediction_with_its_example(folders, tmp_path, task):
+    """Batches are scored longest first (less padding); predictions must come back in the examples' order."""
+    _run(folders, task, "bert", tmp_path / task, "--max_steps=1")
+    model = randomize(tformer.from_pretrained(tmp_path / task), seed=0, scale=0.1)  # predictions differ by example
+    encoder = task_encoder(get_task(task), model, Tokenizer.from_file(tmp_path / task), 64, 16)
+    examples = _varied_lengths(get_task(task).read("dev", folders["data"]))
+    one_by_one = [encoder.predict([example], batch_size=1)[0][0] for example in examples]  # order cannot move
+    batched, _ = encoder.predict(examples, batch_size=5)
+    assert len({str(p) for p in one_by_one}) > 1
+    if task == "stsb":
+        assert batched == pytest.approx(one_by_one, abs=1e-4)
+    else:
+        assert batched == one_by_one
+    sizes = [encoder.size(item) for item in encoder.items(examples)]
+    assert len(set(sizes)) > 1  # the examples differ in length, so size order is not file order
 
 
 def test_a_head_of_the_wrong_size_or_kind_is_a_one_line_error(folders, tmp_path):

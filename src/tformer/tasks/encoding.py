@@ -71,16 +71,18 @@ class TaskEncoder(ABC):
     def predict(self, examples: Sequence[Any], batch_size: int) -> tuple[list, list]:
         """(predictions, references) over `examples`, in the form the task's metrics take."""
 
+    def chunks_by_size(self, items: Sequence[Any], batch_size: int) -> list[list[int]]:
+        """Indices of `items` cut into batches of similar size, longest first: scoring pads less. Callers put each
+        result back at its index, so predictions keep the items' own order."""
+        order = sorted(range(len(items)), key=lambda i: -self.size(items[i]))
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
     def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The batch on the model's device, without token types for GPT (GPT-1 separates texts with a token)."""
         if self.is_gpt:
             batch.pop("token_type_ids", None)
         device = next(self.model.parameters()).device
         return {name: tensor.to(device) for name, tensor in batch.items()}
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 class TextEncoder(TaskEncoder):
@@ -106,11 +108,12 @@ class TextEncoder(TaskEncoder):
         return len(item.text_a) + len(item.text_b or "")
 
     def predict(self, examples: Sequence[TextExample], batch_size: int) -> tuple[list, list]:
-        predictions: list[float | int] = []
-        for chunk in _chunks(examples, batch_size):
-            logits = self.outputs(chunk).logits
-            predictions += (logits.squeeze(-1).tolist() if self.task.kind == "regression"
-                            else logits.argmax(-1).tolist())
+        predictions: list[Any] = [None] * len(examples)
+        for indices in self.chunks_by_size(examples, batch_size):
+            logits = self.outputs([examples[i] for i in indices]).logits
+            values = logits.squeeze(-1).tolist() if self.task.kind == "regression" else logits.argmax(-1).tolist()
+            for i, value in zip(indices, values, strict=True):
+                predictions[i] = value
         return predictions, [e.label for e in examples]
 
 
@@ -129,9 +132,11 @@ class ChoiceEncoder(TaskEncoder):
         return len(item.context) + max(map(len, item.choices), default=0)
 
     def predict(self, examples: Sequence[ChoiceExample], batch_size: int) -> tuple[list, list]:
-        predictions: list[int] = []
-        for chunk in _chunks(examples, batch_size):
-            predictions += self.outputs(chunk).logits.argmax(-1).tolist()
+        predictions: list[Any] = [None] * len(examples)
+        for indices in self.chunks_by_size(examples, batch_size):
+            choices = self.outputs([examples[i] for i in indices]).logits.argmax(-1).tolist()
+            for i, choice in zip(indices, choices, strict=True):
+                predictions[i] = choice
         return predictions, [e.label for e in examples]
 
 
@@ -154,14 +159,14 @@ class QAEncoder(TaskEncoder):
 
     def predict(self, examples: Sequence[QAExample], batch_size: int) -> tuple[list, list]:
         features = self.items(examples)
-        starts: list[Tensor] = []
-        ends: list[Tensor] = []
-        for chunk in _chunks(features, batch_size):
-            out = self.outputs(chunk)
-            for k, feature in enumerate(chunk):
-                n = len(feature.input_ids)
-                starts.append(out.start_logits[k, :n].float().cpu())
-                ends.append(out.end_logits[k, :n].float().cpu())
+        starts: list[Any] = [None] * len(features)
+        ends: list[Any] = [None] * len(features)
+        for indices in self.chunks_by_size(features, batch_size):
+            out = self.outputs([features[i] for i in indices])
+            for k, i in enumerate(indices):
+                n = len(features[i].input_ids)
+                starts[i] = out.start_logits[k, :n].float().cpu()
+                ends[i] = out.end_logits[k, :n].float().cpu()
         spans = qa_predictions(examples, features, starts, ends)
         return [s.text for s in spans], [[text for text, _ in e.answers] for e in examples]
 
@@ -180,13 +185,12 @@ class NEREncoder(TaskEncoder):
         return self._inputs(batch)
 
     def predict(self, examples: Sequence[NERSentence], batch_size: int) -> tuple[list, list]:
-        features = self.items(examples)
-        predictions: list[list[str]] = []
-        for start, chunk in zip(range(0, len(features), batch_size), _chunks(features, batch_size), strict=True):
-            tags = self.outputs(chunk).logits.argmax(-1)
-            for k, feature in enumerate(chunk):
-                words = len(examples[start + k].tokens)
-                predictions.append(word_tags(feature.word_ids, tags[k], self.task.labels, words))
+        features = self.items(examples)  # one per sentence, in the sentences' order
+        predictions: list[Any] = [None] * len(features)
+        for indices in self.chunks_by_size(features, batch_size):
+            tags = self.outputs([features[i] for i in indices]).logits.argmax(-1)
+            for k, i in enumerate(indices):
+                predictions[i] = word_tags(features[i].word_ids, tags[k], self.task.labels, len(examples[i].tokens))
         return predictions, [list(e.tags) for e in examples]
 
 
