@@ -15,6 +15,7 @@ import torch
 from tformer.generation import GenerateOutput, TextStreamer, generate
 from tformer.interop.huggingface import from_pretrained
 from tformer.models import TransformerModel
+from tformer.models.base import check_encoded_text
 from tformer.tokenization import Tokenizer
 
 DEFAULT_NEW_TOKENS = 50
@@ -40,16 +41,7 @@ def encode_input(tokenizer: Tokenizer, model: TransformerModel, text: str, what:
     if not text.strip():
         raise ValueError(f"the {what} is empty: give some text to start from")
     ids = tokenizer.encode(text)
-    if not ids:
-        raise ValueError(f"the {what} {text[:40]!r} encodes to no tokens with this tokenizer")
-    config = model.config
-    if len(ids) > config.max_positions:
-        raise ValueError(f"the {what} is {len(ids)} tokens long but the model's position table holds "
-                         f"{config.max_positions}: shorten the {what}")
-    unknown = next((i for i in ids if i >= config.vocab_size), None)
-    if unknown is not None:
-        raise ValueError(f"the tokenizer gives id {unknown} but the model has only {config.vocab_size} token ids: "
-                         "the tokenizer.json does not belong to this model")
+    check_encoded_text(ids, model.config, what, text)
     return ids
 
 

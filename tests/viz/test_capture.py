@@ -102,6 +102,8 @@ def test_readable_tokens_keep_special_tokens_and_show_whitespace(gpt: tuple) -> 
     ("gpt", dict(pair="b"), "a sentence pair is for BERT models"),
     ("bert", dict(target="b"), "a target text is for encoder-decoder models"),
     ("gpt", dict(text="   "), "the text is empty"),
+    ("gpt", dict(text="the cat sat " * 200), r"the text is \d+ tokens long but the model's position table holds"),
+    ("translator", dict(text="one two three " * 100), r"the source is \d+ tokens long"),
 ])
 def test_wrong_inputs_are_one_line_errors(request: pytest.FixtureRequest, family: str, kwargs: dict,
                                           message: str) -> None:

@@ -84,6 +84,20 @@ class TransformerModel(nn.Module):
             )
 
 
+def check_encoded_text(ids: list[int], config: ModelConfig, what: str, text: str) -> None:
+    """One text's token ids are something this model can read: not none, within its positions, within its
+    vocabulary (a tokenizer.json of another model fails here). `what` names the text in the error: prompt, ..."""
+    if not ids:
+        raise ValueError(f"the {what} {text[:40]!r} encodes to no tokens with this tokenizer")
+    if len(ids) > config.max_positions:
+        raise ValueError(f"the {what} is {len(ids)} tokens long but the model's position table holds "
+                         f"{config.max_positions}: shorten the {what}")
+    unknown = next((i for i in ids if i >= config.vocab_size), None)
+    if unknown is not None:
+        raise ValueError(f"the tokenizer gives id {unknown} but the model has only {config.vocab_size} token ids: "
+                         "the tokenizer.json does not belong to this model")
+
+
 def token_mask(attention_mask: Tensor | None) -> Tensor | None:
     """A 1/0 (batch, keys) token mask as a boolean attention mask, or None when no token is padding.
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from tformer.generation import generate
 from tformer.models import BERT, GPT, EncoderDecoder, TransformerModel
+from tformer.models.base import check_encoded_text
 from tformer.models.heads import TaskModel
 from tformer.tokenization import Tokenizer
 from tformer.viz.page import AttentionView
@@ -60,15 +61,7 @@ def encode_checked(tokenizer: Tokenizer, model: TransformerModel, text: str, wha
         encoding = tokenizer.backend.encode(text, pair)
     except Exception as error:  # the Rust side raises a bare Exception
         raise ValueError(f"cannot encode {text[:40]!r}: {error}") from None
-    config = model.config
-    if not encoding.ids:
-        raise ValueError(f"the {what} {text[:40]!r} encodes to no tokens with this tokenizer")
-    if len(encoding.ids) > config.max_positions:
-        raise ValueError(f"the {what} is {len(encoding.ids)} tokens long but the model's position table holds "
-                         f"{config.max_positions}: shorten it")
-    if max(encoding.ids) >= config.vocab_size:
-        raise ValueError(f"the tokenizer gives id {max(encoding.ids)} but the model has only {config.vocab_size} "
-                         "token ids: the tokenizer does not belong to this model")
+    check_encoded_text(encoding.ids, model.config, what, text)
     return encoding
 
 
