@@ -15,6 +15,8 @@ from tformer.cli_train import add_training_commands, split_overrides
 from tformer.cli_viz import add_viz_commands
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
 from tformer.data.prepare import prepare
+from tformer.interrupt import EXIT_CODE as INTERRUPTED
+from tformer.interrupt import Interrupted
 from tformer.models import build_model
 from tformer.tokenization import KINDS
 
@@ -98,10 +100,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             args.overrides = split_overrides(extra)
         args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"tformer {args.command}: error: {error}", file=sys.stderr)
+    except Interrupted as error:  # a clean stop on Ctrl-C / SIGTERM: the message says what was kept
+        print(f"tformer {args.command}: {error}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print(f"tformer {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except (ValueError, OSError) as error:  # what a user can cause: bad values, files, folders, a full disk
+        print(f"tformer {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     return 0
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (an OSError without a message of ours says its errno text and file)."""
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":
