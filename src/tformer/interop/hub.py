@@ -73,16 +73,13 @@ def download_model(name: str) -> Path:
 
 
 def _hub_error(name: str, error: Exception, cache: Path, offline: bool) -> OSError:
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        IncompleteSnapshotError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+    from huggingface_hub import errors
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    incomplete = getattr(errors, "IncompleteSnapshotError", ())  # huggingface_hub >= 1.x tells partial snapshots apart
     here = f"no folder {name!r} here, and"
     local = "pass a local model folder (config.json + model.safetensors)"
-    if isinstance(error, IncompleteSnapshotError):
+    if isinstance(error, incomplete):
         return FileNotFoundError(f"{here} the cached copy of {name!r} in {cache} is incomplete; connect to the "
                                  f"network (unset HF_HUB_OFFLINE) to finish the download, or {local}")
     if isinstance(error, LocalEntryNotFoundError) and offline:
