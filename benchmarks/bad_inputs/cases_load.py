@@ -100,7 +100,8 @@ def cases(work: Path) -> list[Case]:
         ("pickled-bin", _pickled_bin), ("config-list", _config("[1, 2]")), ("config-garbage", _config("<html>")),
         ("config-null", _tformer_config_null), ("nan", _nan_weights),
         ("shard-up", _shards_at("../good/model.safetensors")),
-        ("shard-abs", _shards_at(str(good / "model.safetensors"))), ("weights-dir", _folder_instead("model.safetensors")),
+        ("shard-abs", _shards_at(str(good / "model.safetensors"))),
+        ("weights-dir", _folder_instead("model.safetensors")),
         ("config-dir", _folder_instead("config.json")),
     ]}
     run = _run_folder(work, good)
