@@ -134,3 +134,14 @@ def test_cli_generate_takes_a_cached_name(tmp_path: Path, monkeypatch, capsys) -
     assert capsys.readouterr().out.startswith("the")
     assert main(["generate", "--model", "tiny-org/other", "the"]) == 2
     assert "no model 'tiny-org/other' in the Hugging Face cache" in capsys.readouterr().err
+
+
+def test_tokenizer_from_file_takes_a_cached_name_as_the_readme_writes(tmp_path: Path, monkeypatch) -> None:
+    tok = Tokenizer.train(iter(["the quick brown fox"] * 5), kind="char")
+    model = tformer.build_model(ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=None,
+                                                   eos_token_id=None))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _cache_model(tmp_path / "hf" / "hub", "char-gpt", model, tokenizer=tok)
+    monkeypatch.chdir(tmp_path)
+    assert Tokenizer.from_file("char-gpt").encode("the fox") == tok.encode("the fox")
