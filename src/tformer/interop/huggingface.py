@@ -330,7 +330,17 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str],
     _write_atomically(folder / "config.json",
                       lambda tmp: tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n"))
     if tokenizer is not None:
-        tokenizer.save(folder / "tokenizer.json")
+        _save_tokenizer(tokenizer, folder / "tokenizer.json")
+
+
+def _save_tokenizer(tokenizer: Tokenizer, target: Path) -> None:
+    try:
+        tokenizer.save(target)
+    except Exception as error:  # noqa: BLE001 - the Rust side raises a bare Exception with the OS error inside
+        cause = error if isinstance(error, OSError) else os_error_in(error)
+        if cause is None:
+            raise
+        raise write_error(target, cause) from None
 
 
 def _write_atomically(target: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path
