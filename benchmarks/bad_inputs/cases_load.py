@@ -156,6 +156,17 @@ def _api_cases(work: Path, good: Path, notes: Path) -> list[Case]:
              unchanged=[notes]),
         Case("python: save_pretrained under a file", python=save.format(str(notes / "model")),
              expect="is a file, not a folder", unchanged=[notes]),
+        Case("python: save_pretrained(tokenizer=a transformers one)", python=(
+            "import tformer, transformers\nfrom tformer import ModelConfig\n"
+            "tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tformer.Tokenizer.from_file("
+            f"{str(good)!r}).backend)\n"
+            "model = tformer.build_model(ModelConfig.preset('gpt2-tiny'))\n"
+            f"model.save_pretrained({str(work / 'out')!r}, tokenizer=tok)"),
+            expect="save_pretrained writes a tformer.Tokenizer", unchanged=[work / "out"]),
+        Case("python: load_weights(model, dir with NaN weights)", python=(
+            "import tformer\nfrom tformer.interop.huggingface import load_weights\n"
+            f"load_weights(tformer.from_pretrained({str(good)!r}), {str(work / 'nan')!r})"),
+            expect="NaN value(s) in tensor", unchanged=[work / "nan"]),
     ]
     if os.geteuid() != 0:  # root writes into read-only folders
         locked = work / "locked"

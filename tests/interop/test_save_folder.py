@@ -103,3 +103,15 @@ def test_full_disk_while_writing_the_tokenizer_is_one_line(model, tmp_path: Path
     monkeypatch.setattr(tokenizer, "save", full_disk)
     with pytest.raises(OSError, match=r"cannot write '.*tokenizer.json': no space left on the device"):
         model.save_pretrained(tmp_path, tokenizer=tokenizer)
+
+
+def test_a_tokenizer_of_another_library_is_refused_before_writing(model, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    tokenizer = Tokenizer.train(iter(["hello world"] * 3), kind="char")
+    theirs = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend)
+    with pytest.raises(ValueError, match=r"tokenizer is a \w+, but save_pretrained writes a "
+                                         r"tformer.Tokenizer; wrap .* as tformer.Tokenizer\(tok.backend_tokenizer\)"):
+        model.save_pretrained(tmp_path / "out", tokenizer=theirs)
+    assert not (tmp_path / "out").exists()
+    model.save_pretrained(tmp_path / "out", tokenizer=Tokenizer(theirs.backend_tokenizer))  # the fix it names
+    assert Tokenizer.from_file(tmp_path / "out").encode("hello") == tokenizer.encode("hello")

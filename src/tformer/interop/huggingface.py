@@ -302,6 +302,10 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str],
     `state_dict` (default: the model's own) lets a sharded model pass its gathered full weights.
     Files are written under temporary names and renamed, so an interrupted save leaves the old files intact.
     """
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise ValueError(f"tokenizer is a {type(tokenizer).__name__}, but save_pretrained writes a tformer.Tokenizer; "
+                         "wrap a transformers tokenizer as tformer.Tokenizer(tok.backend_tokenizer), or save it with "
+                         "its own save_pretrained(path)")
     config = model.config
     model_type = model_type_of(config)
     prefix, head_prefixes = LAYOUTS[model_type]

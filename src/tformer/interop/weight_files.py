@@ -107,7 +107,8 @@ def _read_pickle_file(path: Path) -> dict[str, Tensor]:
             f"{path} holds pickled Python objects, which tformer does not load (unpickling can run any code): it "
             "needs the weights as safetensors; if you trust the file, convert it once with python -c \"import torch, "
             "safetensors.torch as s; s.save_file({k: v.contiguous().clone() for k, v in torch.load('" + str(path)
-            + "', weights_only=False).items()}, '" + str(path.with_name("model.safetensors")) + "')\"") from None
+            + "', weights_only=False).items()}, '" + str(path.with_name("model.safetensors")) + "')\" (for a "
+            "pickled whole model or training state, save its state_dict() of tensors that way)") from None
     except (RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"{path} is not a readable PyTorch file ({_first_line(error)}): it is truncated or corrupt; "
                          "download or save the model again") from None
