@@ -18,7 +18,6 @@ from tformer.cli import main
 from ..weights import randomize
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cache_model(cache: Path, name: str, model: tformer.TransformerModel, tokenizer: Tokenizer | None = None) -> None:
@@ -87,7 +86,8 @@ def test_name_in_no_cache_offline_says_so_and_how_to_pass_a_folder(tmp_path: Pat
 
 def test_name_without_network_says_the_hub_cannot_be_reached(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
-           "HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONPATH": str(REPO_ROOT / "src")}  # port 9: refused at once
+           "HF_ENDPOINT": "http://127.0.0.1:9",  # port 9: the connection is refused at once
+           "PYTHONPATH": str(Path(tformer.__file__).parents[1])}  # the tformer under test
     env.pop("HF_HUB_CACHE", None)
     code = ("import tformer\ntry:\n    tformer.from_pretrained('org/nothing')\n"
             "except FileNotFoundError as e:\n    print(e)")
