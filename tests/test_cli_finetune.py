@@ -52,7 +52,7 @@ def test_finetune_prints_the_score_and_where_the_model_went(folders, tmp_path, c
 @pytest.mark.parametrize(("words", "message"), [
     (["finetune", "sst-22", "--model", "{bert}", "--data", "{data}"], "unknown task 'sst-22'; did you mean 'sst2'?"),
     (["finetune", "mrpc", "--model", "{bert}", "--data", "{data}"], "glue/MRPC has no train.tsv.gz"),
-    (["finetune", "sst2", "--model", "{root}/missing", "--data", "{data}"], "missing' has no config.json"),
+    (["finetune", "sst2", "--model", "{root}/missing", "--data", "{data}"], "missing' does not exist"),
     (["finetune", "stsb", "--model", "{sst2}", "--data", "{data}"], "num_labels=2 but stsb needs 1"),
     (["evaluate", "conll2003", "--model", "{sst2}", "--data", "{data}"], "needs a token-classification head"),
     (["evaluate", "sst2", "--model", "{sst2}", "--data", "{root}"], "glue/SST-2 has no dev.tsv.gz"),

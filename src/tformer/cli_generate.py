@@ -7,7 +7,6 @@ beam search and several sequences print each finished sequence, ranked, with its
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +22,11 @@ EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
 
 
 def load_model_and_tokenizer(folder: str, command: str) -> tuple[TransformerModel, Tokenizer]:
-    """The model of a Hugging Face style folder (config.json, weights) and the tokenizer.json beside it."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model folder {folder!r} does not exist; pass a folder with config.json, "
-                                "model.safetensors and tokenizer.json")
+    """The model of a Hugging Face style folder (config.json, weights) and the tokenizer.json beside it; a Hub
+    name ("gpt2") is found in the Hugging Face cache."""
+    from tformer.interop.model_folder import find_model_folder
+
+    path = find_model_folder(folder)  # a name resolved, a file / run folder / missing config.json refused
     tokenizer_file = path / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise FileNotFoundError(f"{str(tokenizer_file)!r} is missing: {command} needs the tokenizer the model was "

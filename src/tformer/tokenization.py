@@ -105,8 +105,11 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
-        """Load a tokenizer.json, or the tokenizer.json inside a folder (a Hugging Face checkpoint folder)."""
-        path = Path(path)
+        """Load a tokenizer.json, or the tokenizer.json inside a folder (a Hugging Face checkpoint folder, or a Hub
+        name such as "bert-base-cased", found in the Hugging Face cache as from_pretrained finds it)."""
+        from tformer.interop.hub import resolve_model_path  # plain Python, no tformer imports: no layer cycle
+
+        path = resolve_model_path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():

@@ -9,23 +9,35 @@ writes a `config.json` that `transformers` reads, plus our own config under the 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from torch import Tensor
 
 from tformer.config import ModelConfig
-from tformer.interop.hf_config import config_from_hf, config_to_hf
+from tformer.interop.hf_config import config_to_hf
+from tformer.interop.model_folder import (
+    apply_overrides,
+    file_mode,
+    find_model_folder,
+    model_config_of,
+    os_error_in,
+    prepare_output_folder,
+    read_config_json,
+    write_error,
+)
+from tformer.interop.weight_files import INDEX_FILES, WEIGHT_FILES, read_checkpoint
 from tformer.layers.positions import sinusoidal_table
 from tformer.models import TransformerModel, build_model, with_task_head
 from tformer.tokenization import Tokenizer
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+__all__ = ["INDEX_FILES", "WEIGHT_FILES", "from_pretrained", "load_weights", "read_checkpoint", "save_pretrained"]
 # Stored by some versions of `transformers` but computed, not learned: nothing to load.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids")
 
@@ -179,27 +191,6 @@ def _strip_prefix(state: dict[str, Tensor], model_type: str) -> dict[str, Tensor
     return out
 
 
-def read_checkpoint(folder: Path) -> dict[str, Tensor]:
-    """All tensors of a model folder: one weights file, or the shards its index names."""
-    for index_name in INDEX_FILES:
-        if (folder / index_name).is_file():
-            shards = sorted(set(json.loads((folder / index_name).read_text())["weight_map"].values()))
-            state: dict[str, Tensor] = {}
-            for shard in shards:
-                state |= _read_weights(folder / shard)
-            return state
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return _read_weights(folder / name)
-    raise FileNotFoundError(f"no weights in {folder}: expected one of {', '.join(WEIGHT_FILES + INDEX_FILES)}")
-
-
-def _read_weights(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def load_checkpoint_into(model: TransformerModel, checkpoint: dict[str, Tensor], model_type: str) -> None:
     """Copy a Hugging Face state dict into `model`, checking every name and shape."""
     state = _strip_prefix(checkpoint, model_type)
@@ -265,30 +256,27 @@ def from_pretrained(path: str | PathLike[str], **overrides: object) -> Transform
     """Load a Hugging Face (or tformer-saved) model folder: gpt2, openai-gpt, bert or marian, or a task model
     on one (BertForSequenceClassification, ... or a tformer-saved GPT task model).
 
-    `overrides` replace config fields that do not change the weights, e.g. attention="explicit". A `task`
+    `path` is a folder, or a Hugging Face Hub name ("bert-base-cased") found in (or downloaded into) the Hugging
+    Face cache. `overrides` replace config fields that do not change the weights, e.g. attention="explicit" or
+    dropout=0.0 (model_folder.RUNTIME_FIELDS); one that does (n_layers=7) is refused. A `task`
     the folder was not saved with (task="sequence-classification", num_labels=3) loads the backbone and puts
     a freshly initialised head of that task on it, ready to fine-tune.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model folder {str(folder)!r} does not exist; pass a folder with config.json")
+    folder = find_model_folder(path)
     config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{str(config_path)!r} is missing; a model folder needs config.json and weights")
-    hf_config = json.loads(config_path.read_text())
+    hf_config = read_config_json(folder)
     model_type = hf_config.get("model_type")
+    if model_type is None:
+        raise ValueError(f"{config_path} has no \"model_type\"; tformer reads {', '.join(LAYOUTS)} folders "
+                         "(restore the config.json from the model's source, or save the model again)")
     if model_type not in LAYOUTS:
         raise ValueError(f"model_type {model_type!r} in {config_path} is not supported; "
                          f"tformer reads {', '.join(LAYOUTS)}")
     checkpoint = read_checkpoint(folder)
-    state = _strip_prefix(checkpoint, model_type)
-    if "tformer_config" in hf_config:
-        config = ModelConfig.from_dict(hf_config["tformer_config"])
-    else:
-        config = config_from_hf(hf_config, state)
+    config = model_config_of(hf_config, _strip_prefix(checkpoint, model_type), config_path)
     saved_task = config.task
     if overrides:
-        config = config.replace(**overrides)
+        config = apply_overrides(config, overrides, folder)
     if config.task is not None and config.task != saved_task:  # a new head on the saved backbone
         backbone = build_model(config.replace(task=None))
         load_checkpoint_into(backbone, checkpoint, model_type)
@@ -314,6 +302,10 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str],
     `state_dict` (default: the model's own) lets a sharded model pass its gathered full weights.
     Files are written under temporary names and renamed, so an interrupted save leaves the old files intact.
     """
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise ValueError(f"tokenizer is a {type(tokenizer).__name__}, but save_pretrained writes a tformer.Tokenizer; "
+                         "wrap a transformers tokenizer as tformer.Tokenizer(tok.backend_tokenizer), or save it with "
+                         "its own save_pretrained(path)")
     config = model.config
     model_type = model_type_of(config)
     prefix, head_prefixes = LAYOUTS[model_type]
@@ -337,16 +329,35 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str],
     if model_type == "marian" and "final_logits_bias" not in tensors:
         tensors["final_logits_bias"] = torch.zeros(1, config.vocab_size)
 
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_output_folder(path)
     _write_atomically(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     _write_atomically(folder / "config.json",
                       lambda tmp: tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n"))
     if tokenizer is not None:
-        tokenizer.save(folder / "tokenizer.json")
+        _save_tokenizer(tokenizer, folder / "tokenizer.json")
+
+
+def _save_tokenizer(tokenizer: Tokenizer, target: Path) -> None:
+    try:
+        tokenizer.save(target)
+    except Exception as error:  # noqa: BLE001 - the Rust side raises a bare Exception with the OS error inside
+        cause = error if isinstance(error, OSError) else os_error_in(error)
+        if cause is None:
+            raise
+        raise write_error(target, cause) from None
 
 
 def _write_atomically(target: Path, write) -> None:  # noqa: ANN001 - a callable taking the temporary path
+    """`write(tmp)`, then give the file the umask's mode (safetensors creates 0600 files) and rename it over
+    `target`; a failure removes the temporary file and is one line naming `target`."""
     tmp = target.with_name(target.name + ".tmp")
-    write(tmp)
-    tmp.replace(target)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())
+        tmp.replace(target)
+    except (OSError, SafetensorError) as error:
+        tmp.unlink(missing_ok=True)
+        cause = error if isinstance(error, OSError) else os_error_in(error)
+        if cause is None:
+            raise
+        raise write_error(target, cause) from None

@@ -30,6 +30,7 @@ import torch
 
 from tformer.config import ModelConfig
 from tformer.interop.huggingface import from_pretrained
+from tformer.interop.model_folder import find_model_folder
 from tformer.models import TaskModel, TransformerModel, build_model, with_task_head
 from tformer.tasks.encoding import HEAD_TASKS, TaskEncoder, task_encoder
 from tformer.tasks.inputs import add_gpt_special_tokens
@@ -148,11 +149,7 @@ def _device(name: str | None) -> torch.device:
 
 
 def _check_model_dir(model_dir: str | Path) -> Path:
-    folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model folder {str(folder)!r} has no config.json; pass --model DIR, a folder saved by "
-                                "tformer or transformers (config.json, model.safetensors, tokenizer.json)")
-    return folder
+    return find_model_folder(model_dir)  # a Hub name resolved; a file, run folder, missing config.json refused
 
 
 def _task_model(model: TransformerModel, task: Task, lm_weight: float | None) -> TaskModel:
