@@ -35,7 +35,7 @@ def test_finetune_then_evaluate_print_the_same_dev_score(folders, finetuned, cap
     capsys.readouterr()
     assert main(["evaluate", "sst2", "--model", str(finetuned), "--data", str(folders["data"])]) == 0
     shown = capsys.readouterr().out.strip()
-    assert shown == f"sst2 dev: accuracy {record['metrics']['accuracy']:.4f}"
+    assert shown == f"sst2 dev: accuracy {record['metrics']['accuracy']:.4f}  (all 24 dev examples)"
 
 
 def test_finetune_prints_the_score_and_where_the_model_went(folders, tmp_path, capsys):
