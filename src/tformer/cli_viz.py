@@ -74,11 +74,11 @@ def _positions(args: argparse.Namespace) -> None:
     try:
         from tformer.viz.positions import plot_positions
 
-        path = plot_positions(out, d_model=args.d_model, length=args.length)
+        path = plot_positions(out, d_model=args.d_model, length=args.length, layout=args.layout)
     except ImportError as error:
         raise _viz_error(error) from None
-    print(f"wrote {path}: the sinusoidal encoding of {args.length} positions x {args.d_model} dimensions, and "
-          "PE(p)·PE(p+k) against k")
+    print(f"wrote {path}: the sinusoidal encoding ({args.layout}) of {args.length} positions x {args.d_model} "
+          "dimensions, and PE(p)·PE(p+k) against k")
 
 
 def _contextual(args: argparse.Namespace) -> None:
@@ -135,6 +135,9 @@ def add_viz_commands(commands: Any) -> None:  # argparse's _SubParsersAction has
     positions.add_argument("--out", required=True, metavar="FILE", help="FILE.png or FILE.svg")
     positions.add_argument("--d-model", type=int, default=128, metavar="N", help="dimensions (default: 128)")
     positions.add_argument("--length", type=int, default=100, metavar="N", help="positions (default: 100)")
+    positions.add_argument("--layout", choices=("interleaved", "halves"), default="interleaved",
+                           help="interleaved: sin and cos of one frequency side by side (the paper, the default); "
+                           "halves: every sin, then every cos (Marian, Pegasus)")
     positions.set_defaults(run=_positions)
 
     contextual = kinds.add_parser(
