@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from tformer import __version__
 from tformer.cli_explain import add_explain_commands
@@ -59,8 +60,15 @@ def _prepare(args: argparse.Namespace) -> None:
             strip_gutenberg=args.strip_gutenberg)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line said in one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tformer", description="The Transformer family on PyTorch.")
+    parser = OneLineParser(prog="tformer", description="The Transformer family on PyTorch.")
     parser.add_argument("--version", action="version", version=f"tformer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

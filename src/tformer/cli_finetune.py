@@ -16,11 +16,11 @@ OPTION_PREFIX = "option_"  # argparse dest of each FinetuneOptions field, kept a
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from tformer.tasks.finetune import finetune  # torch-heavy imports only when it runs
-
     given = [f"--{name.removeprefix(OPTION_PREFIX)}={value}" for name, value in vars(args).items()
              if name.startswith(OPTION_PREFIX)]
-    options = FinetuneOptions.from_overrides([*given, *args.overrides])
+    options = FinetuneOptions.from_overrides([*given, *args.overrides])  # a bad option is said before torch loads
+    from tformer.tasks.finetune import finetune  # torch-heavy imports only when it runs
+
     out = args.out or f"runs/finetune-{args.task}"
     command = shlex.join(["tformer", *args.argv])
     result = finetune(args.task, args.model, args.data, out, options, command=command, overwrite=args.overwrite)
