@@ -213,7 +213,7 @@ def test_a_signal_stops_after_the_step_and_keeps_the_weights_so_far(folders, tmp
     """A real `tformer finetune` process: after its first progress line it gets SIGINT (Ctrl-C) or SIGTERM, finishes
     the step, writes OUT/interrupted (a model folder that loads), prints one line and exits with 130."""
     out = tmp_path / "stopped"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(tformer.__file__).resolve().parents[1])}  # the tformer under test
     process = subprocess.Popen(
         [sys.executable, "-m", "tformer.cli", "finetune", "sst2", "--model", str(folders["bert"]), "--data",
          str(folders["data"]), "--out", str(out), "--epochs=100000", "--batch_size=8", "--log_every=1",

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import tformer
-from tformer.cli import TOKENIZER_KINDS, main
+from tformer.cli import main
 from tformer.tokenization import KINDS
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(tformer.__file__).resolve().parents[1]  # the tformer under test
 HEAVY = ("torch", "transformers", "numpy", "scipy", "seqeval", "tokenizers", "matplotlib")
 
 
@@ -44,6 +44,8 @@ def test_version_prints_the_package_version() -> None:
 
 
 def test_the_cli_lists_the_tokenizer_kinds_of_tokenization() -> None:
+    from tformer.cli import TOKENIZER_KINDS
+
     assert TOKENIZER_KINDS == KINDS  # written twice so that --help need not import torch
 
 
