@@ -53,6 +53,7 @@ def test_the_package_still_exports_every_public_name() -> None:
     for name in tformer.__all__:
         assert getattr(tformer, name) is not None
     assert tformer.Tokenizer is tformer.tokenization.Tokenizer and callable(tformer.from_pretrained)
+    assert tformer.layers.attention.attention_steps  # submodules as before, when `import tformer` loaded them all
     with pytest.raises(AttributeError):
         _ = tformer.no_such_name
 

@@ -49,8 +49,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tformer' has no attribute {name!r}")
+    if module is None:  # a submodule (tformer.layers, ...) that `import tformer` used to load on the way
+        try:
+            return importlib.import_module(f"tformer.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"tformer.{name}":
+                raise
+            raise AttributeError(f"module 'tformer' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value
