@@ -1,26 +1,65 @@
-"""tformer: the Transformer family on PyTorch, from the attention equation up."""
+"""tformer: the Transformer family on PyTorch, from the attention equation up.
 
-from tformer.config import PRESETS, ModelConfig
-from tformer.generation import generate
-from tformer.interop.huggingface import from_pretrained, save_pretrained
-from tformer.models import (
-    BERT,
-    GPT,
-    EncoderDecoder,
-    MultipleChoice,
-    QuestionAnswering,
-    SequenceClassification,
-    TokenClassification,
-    TransformerModel,
-    build_model,
-    with_task_head,
-)
-from tformer.tokenization import Tokenizer
+The names below are imported on first use (PEP 562), so `import tformer` (and `tformer --help`) does not load
+torch until a model, the tokenizer or generation is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BERT", "GPT", "PRESETS", "EncoderDecoder", "ModelConfig", "MultipleChoice", "QuestionAnswering",
-    "SequenceClassification", "TokenClassification", "TransformerModel", "build_model", "Tokenizer",
+# public name -> the module that defines it
+_LAZY = {
+    "PRESETS": "tformer.config", "ModelConfig": "tformer.config",
+    "generate": "tformer.generation",
+    "from_pretrained": "tformer.interop.huggingface", "save_pretrained": "tformer.interop.huggingface",
+    **{name: "tformer.models" for name in (
+        "BERT", "GPT", "EncoderDecoder", "MultipleChoice", "QuestionAnswering", "SequenceClassification",
+        "TokenClassification", "TransformerModel", "build_model", "with_task_head")},
+    "Tokenizer": "tformer.tokenization",
+}
+
+__all__ = [  # the names of _LAZY, written out for tools that read __all__
+    "BERT", "EncoderDecoder", "GPT", "ModelConfig", "MultipleChoice", "PRESETS", "QuestionAnswering",
+    "SequenceClassification", "TokenClassification", "Tokenizer", "TransformerModel", "build_model",
     "from_pretrained", "generate", "save_pretrained", "with_task_head",
 ]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
+    from tformer.config import PRESETS, ModelConfig
+    from tformer.generation import generate
+    from tformer.interop.huggingface import from_pretrained, save_pretrained
+    from tformer.models import (
+        BERT,
+        GPT,
+        EncoderDecoder,
+        MultipleChoice,
+        QuestionAnswering,
+        SequenceClassification,
+        TokenClassification,
+        TransformerModel,
+        build_model,
+        with_task_head,
+    )
+    from tformer.tokenization import Tokenizer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:  # a submodule (tformer.layers, ...) that `import tformer` used to load on the way
+        try:
+            return importlib.import_module(f"tformer.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"tformer.{name}":
+                raise
+            raise AttributeError(f"module 'tformer' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

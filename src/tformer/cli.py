@@ -5,24 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-import torch
-
+from tformer import __version__
 from tformer.cli_explain import add_explain_commands
 from tformer.cli_finetune import add_finetune_commands
 from tformer.cli_generate import add_generation_commands
 from tformer.cli_train import add_training_commands, split_overrides
 from tformer.cli_viz import add_viz_commands
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
-from tformer.data.prepare import prepare
 from tformer.interrupt import EXIT_CODE as INTERRUPTED
 from tformer.interrupt import Interrupted
-from tformer.models import build_model
-from tformer.tokenization import KINDS
+
+# tformer.tokenization.KINDS, written here so that `tformer --help` need not import torch (a test keeps them equal)
+TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece")
 
 
 def count_parameters(config: ModelConfig) -> int:
     """Parameters of the model a config describes, built on the meta device (no memory, no time)."""
+    import torch
+
+    from tformer.models import build_model
+
     with torch.device("meta"):
         return build_model(config).num_parameters()
 
@@ -37,6 +41,9 @@ def _models(args: argparse.Namespace) -> None:
         published = f"{PUBLISHED_PARAMETERS[name] / 1e6:.0f}M" if name in PUBLISHED_PARAMETERS else "-"
         print(f"{name:<18}{config.family:<17}{layers:>7}{config.d_model:>9}{config.n_heads:>7}"
               f"{count_parameters(config):>15,}{published:>12}")
+    if not args.all:
+        print(f"(the published sizes; tformer models --all also lists the {len(PRESETS) - len(names)} tiny test "
+              "presets)")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -46,13 +53,23 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
+    from tformer.data.prepare import prepare  # numpy, tokenizers and torch only when it runs
+
     prepare(args.inputs, args.out, tokenizer=args.tokenizer or "char", tokenizer_file=args.tokenizer_file,
             vocab_size=args.vocab_size, val_fraction=args.val_fraction, workers=args.workers,
             strip_gutenberg=args.strip_gutenberg)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line said in one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tformer", description="The Transformer family on PyTorch.")
+    parser = OneLineParser(prog="tformer", description="The Transformer family on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"tformer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="list the presets with their parameter counts")
@@ -71,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", required=True, metavar="DIR", help="folder for train.bin, val.bin, tokenizer.json, "
                       "meta.json")
     which = prep.add_mutually_exclusive_group(required=True)
-    which.add_argument("--tokenizer", choices=KINDS, help="train a tokenizer of this kind on the text")
+    which.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help="train a tokenizer of this kind on the text")
     which.add_argument("--tokenizer-file", metavar="PATH", help="use this tokenizer.json (or a folder holding one)")
     prep.add_argument("--vocab-size", type=int, metavar="N", help="vocabulary to train (default: every character "
                       "for char, 8192 for bpe and wordpiece, 30000 for word)")
@@ -97,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if extra:
-            args.overrides = split_overrides(extra)
+        if extra:  # a command may read its own option words (finetune's --key=value); else --section.key=value
+            args.overrides = getattr(args, "split_overrides", split_overrides)(extra)
         args.run(args)
     except Interrupted as error:  # a clean stop on Ctrl-C / SIGTERM: the message says what was kept
         print(f"tformer {args.command}: {error}", file=sys.stderr)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from tformer.explain import (
-    NOTES_CROSS_ATTENTION,
-    NOTES_MASKED_SELF_ATTENTION,
-    AttentionExample,
-    explain_attention,
-    format_steps,
-    parse_labels,
-    parse_matrix,
-)
+if TYPE_CHECKING:  # tformer.explain imports torch: loaded when the command runs, so `tformer --help` stays fast
+    from tformer.explain import AttentionExample
 
 
 def example_from_args(args: argparse.Namespace) -> AttentionExample:
     """The notes' example when no matrix is given; --q alone means self-attention (K = V = Q)."""
+    from tformer.explain import (
+        NOTES_CROSS_ATTENTION,
+        NOTES_MASKED_SELF_ATTENTION,
+        AttentionExample,
+        parse_labels,
+        parse_matrix,
+    )
+
     given = {name: getattr(args, name) for name in ("q", "k", "v") if getattr(args, name) is not None}
     queries = parse_labels(args.queries, "--queries") if args.queries is not None else None
     keys = parse_labels(args.keys, "--keys") if args.keys is not None else None
@@ -42,6 +44,8 @@ def example_from_args(args: argparse.Namespace) -> AttentionExample:
 
 
 def _explain_attention(args: argparse.Namespace) -> None:
+    from tformer.explain import explain_attention, format_steps
+
     example = example_from_args(args)
     steps, mask = explain_attention(example)
     print(format_steps(example, steps, mask, decimals=args.decimals))

@@ -1,20 +1,29 @@
-"""`tformer finetune TASK --model DIR --data DIR [--out DIR] [--key=value ...]` and `tformer evaluate TASK ...`."""
+"""`tformer finetune TASK --model DIR --data DIR [--out DIR] [--key=value | --key value ...]` and
+`tformer evaluate TASK --model DIR [--max_eval_examples N --batch_size N --threads N]`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
+from typing import Any
 
+from tformer.tasks.options import FinetuneOptions
 from tformer.tasks.registry import TASKS
+from tformer.training.options import OptionError
+
+OPTION_PREFIX = "option_"  # argparse dest of each FinetuneOptions field, kept apart from task/model/data/out
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from tformer.tasks.finetune import FinetuneOptions, finetune  # torch-heavy imports only when it runs
+    given = [f"--{name.removeprefix(OPTION_PREFIX)}={value}" for name, value in vars(args).items()
+             if name.startswith(OPTION_PREFIX)]
+    options = FinetuneOptions.from_overrides([*given, *args.overrides])  # a bad option is said before torch loads
+    from tformer.tasks.finetune import finetune  # torch-heavy imports only when it runs
 
-    options = FinetuneOptions.from_overrides(args.overrides)
     out = args.out or f"runs/finetune-{args.task}"
     command = shlex.join(["tformer", *args.argv])
-    result = finetune(args.task, args.model, args.data, out, options, command=command)
+    result = finetune(args.task, args.model, args.data, out, options, command=command, overwrite=args.overwrite)
     shown = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
     print(f"{result.task} dev: {shown}  ({result.train_examples:,} training examples, {result.steps} steps, "
           f"{result.seconds:.0f} s)")
@@ -22,10 +31,46 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from tformer.tasks.finetune import evaluate
+    from tformer.tasks.finetune import evaluate_dev
 
-    metrics = evaluate(args.task, args.model, args.data, threads=args.threads, device=args.device)
-    print(f"{args.task} dev: " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+    scored = evaluate_dev(args.task, args.model, args.data, max_examples=args.max_eval_examples,
+                          batch_size=args.batch_size, threads=args.threads, device=args.device)
+    part = (f"the first {scored.examples:,} of {scored.available:,} dev examples (--max_eval_examples)"
+            if scored.examples < scored.available else f"all {scored.examples:,} dev examples")
+    shown = ", ".join(f"{name} {value:.4f}" for name, value in scored.metrics.items())
+    print(f"{args.task} dev: {shown}  ({part})")
+
+
+def finetune_overrides(extra: list[str]) -> list[str]:
+    """The option words argparse did not know, as `--key=value` (`--key value` is joined): FinetuneOptions then
+    names an unknown key's closest match. Anything else is a one-line error in finetune's own syntax."""
+    words, i = [], 0
+    while i < len(extra):
+        word = extra[i]
+        if word.startswith("--") and "=" not in word and i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            word, i = f"{word}={extra[i + 1]}", i + 1
+        if not (word.startswith("--") and "=" in word):
+            raise OptionError(f"unrecognised argument {word!r}; finetune options are written --key=value or "
+                              "--key value, e.g. --lr=2e-5 (tformer finetune --help lists them)")
+        words.append(word)
+        i += 1
+    return words
+
+
+def _option_help(option: dataclasses.Field) -> dict[str, Any]:
+    default = option.default
+    text = option.metadata.get("help", "")
+    shown = f"{text} (default: {default})" if default is not None else text
+    if option.type in (bool, "bool"):
+        return {"nargs": "?", "const": "true", "metavar": "BOOL", "help": f"{shown}; alone: true"}
+    return {"metavar": "VALUE", "help": shown}
+
+
+def _add_finetune_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fine-tuning options (--key=value or --key value)")
+    for option in dataclasses.fields(FinetuneOptions):
+        group.add_argument(f"--{option.name}", dest=f"{OPTION_PREFIX}{option.name}", default=argparse.SUPPRESS,
+                           **_option_help(option))
 
 
 def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
@@ -33,20 +78,27 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     finetune = commands.add_parser(
         "finetune", help="fine-tune a pre-trained GPT or BERT folder on a task and score its dev split",
         description=f"Fine-tune a model folder on a task ({tasks}) and write OUT/ (a model folder) and "
-                    "OUT/metrics.json. Options as --key=value: lr, batch_size, epochs, max_steps, max_length, "
-                    "doc_stride, warmup_fraction, weight_decay, max_grad_norm, lm_weight, max_train_examples, "
-                    "max_eval_examples, eval_batch_size, threads, device, seed, log_every.", allow_abbrev=False)
+                    "OUT/metrics.json. Ctrl-C stops after the current step and keeps the weights so far in "
+                    "OUT/interrupted.", allow_abbrev=False)
     finetune.add_argument("task", help=f"the task: {tasks}")
     finetune.add_argument("--model", required=True, metavar="DIR", help="a GPT or BERT folder with tokenizer.json")
     finetune.add_argument("--data", metavar="DIR", help="the data folder (default: $TFORMER_DATA, else ../shared/data)")
-    finetune.add_argument("--out", metavar="DIR", help="where the fine-tuned model goes (default: runs/finetune-TASK)")
-    finetune.set_defaults(run=_finetune, overrides=[], accepts_overrides=True)
+    finetune.add_argument("--out", metavar="DIR", help="where the fine-tuned model goes (default: runs/finetune-TASK); "
+                          "a new or empty folder, never the model folder")
+    finetune.add_argument("--overwrite", action="store_true", help="replace a previous fine-tune in --out (only a "
+                          "folder tformer finetune wrote)")
+    _add_finetune_options(finetune)
+    finetune.set_defaults(run=_finetune, overrides=[], accepts_overrides=True, split_overrides=finetune_overrides)
 
     evaluate = commands.add_parser("evaluate", help="score a fine-tuned model folder on its task's dev split",
-                                   allow_abbrev=False)
+                                   description="Score a folder written by tformer finetune on the task's whole dev "
+                                               "split (or its first --max_eval_examples).", allow_abbrev=False)
     evaluate.add_argument("task", help=f"the task: {tasks}")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a model folder written by tformer finetune")
     evaluate.add_argument("--data", metavar="DIR", help="the data folder (default: $TFORMER_DATA, else ../shared/data)")
-    evaluate.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    evaluate.add_argument("--max_eval_examples", type=int, metavar="N", help="score only the first N dev examples "
+                          "(default: all)")
+    evaluate.add_argument("--batch_size", type=int, default=64, metavar="N", help="examples per batch (default: 64)")
+    evaluate.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
     evaluate.add_argument("--device", metavar="NAME", help="cpu, cuda, cuda:N (default: cuda when there is one)")
     evaluate.set_defaults(run=_evaluate)

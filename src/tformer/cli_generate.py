@@ -7,15 +7,11 @@ beam search and several sequences print each finished sequence, ranked, with its
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from tformer.generation import GenerateOutput, TextStreamer, generate
-from tformer.interop.huggingface import from_pretrained
-from tformer.models import TransformerModel
-from tformer.models.base import check_encoded_text
-from tformer.tokenization import Tokenizer
+if TYPE_CHECKING:  # torch-heavy: imported in the functions that run, so `tformer --help` stays fast
+    from tformer.models import TransformerModel
+    from tformer.tokenization import Tokenizer
 
 DEFAULT_NEW_TOKENS = 50
 EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
@@ -24,7 +20,9 @@ EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
 def load_model_and_tokenizer(folder: str, command: str) -> tuple[TransformerModel, Tokenizer]:
     """The model of a Hugging Face style folder (config.json, weights) and the tokenizer.json beside it; a Hub
     name ("gpt2") is found in the Hugging Face cache."""
+    from tformer.interop.huggingface import from_pretrained
     from tformer.interop.model_folder import find_model_folder
+    from tformer.tokenization import Tokenizer
 
     path = find_model_folder(folder)  # a name resolved, a file / run folder / missing config.json refused
     tokenizer_file = path / "tokenizer.json"
@@ -39,6 +37,8 @@ def encode_input(tokenizer: Tokenizer, model: TransformerModel, text: str, what:
     """Token ids of the prompt or source; an empty text, or one longer than the position table, is an error."""
     if not text.strip():
         raise ValueError(f"the {what} is empty: give some text to start from")
+    from tformer.models.base import check_encoded_text
+
     ids = tokenizer.encode(text)
     check_encoded_text(ids, model.config, what, text)
     return ids
@@ -75,6 +75,10 @@ def _translate_command(args: argparse.Namespace) -> None:
 def _decode_and_print(model: TransformerModel, tokenizer: Tokenizer, ids: list[int], args: argparse.Namespace,
                       max_new_tokens: int, prompt_shown: bool) -> None:
     """Stream one greedy or sampled sequence; otherwise print every finished sequence, ranked, with scores."""
+    import torch
+
+    from tformer.generation import GenerateOutput, TextStreamer, generate
+
     input_ids = torch.tensor([ids], dtype=torch.long)
     options: dict[str, Any] = dict(
         max_new_tokens=max_new_tokens, num_beams=args.num_beams, num_return_sequences=args.num_return_sequences,

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tformer.cli_generate import load_model_and_tokenizer
-
 ATTENTION_SUFFIXES = (".png", ".svg", ".html")
 # --view's short names for the views capture_attention returns
 VIEW_NAMES = {"self": "self-attention", "encoder": "encoder self-attention", "decoder": "decoder self-attention",
@@ -28,6 +26,8 @@ def _viz_error(error: ImportError) -> ValueError:
 
 def _attention(args: argparse.Namespace) -> None:
     out = _output(args.out, ATTENTION_SUFFIXES)
+    from tformer.cli_generate import load_model_and_tokenizer  # torch only when a model is read
+
     model, tokenizer = load_model_and_tokenizer(args.model, "viz attention")
     from tformer.viz.capture import capture_attention
 
@@ -74,15 +74,17 @@ def _positions(args: argparse.Namespace) -> None:
     try:
         from tformer.viz.positions import plot_positions
 
-        path = plot_positions(out, d_model=args.d_model, length=args.length)
+        path = plot_positions(out, d_model=args.d_model, length=args.length, layout=args.layout)
     except ImportError as error:
         raise _viz_error(error) from None
-    print(f"wrote {path}: the sinusoidal encoding of {args.length} positions x {args.d_model} dimensions, and "
-          "PE(p)·PE(p+k) against k")
+    print(f"wrote {path}: the sinusoidal encoding ({args.layout}) of {args.length} positions x {args.d_model} "
+          "dimensions, and PE(p)·PE(p+k) against k")
 
 
 def _contextual(args: argparse.Namespace) -> None:
     out = _output(args.out, (".png", ".svg"))
+    from tformer.cli_generate import load_model_and_tokenizer
+
     model, tokenizer = load_model_and_tokenizer(args.model, "viz contextual")
     from tformer.viz.contextual import contextual_similarities, plot_contextual
 
@@ -133,6 +135,9 @@ def add_viz_commands(commands: Any) -> None:  # argparse's _SubParsersAction has
     positions.add_argument("--out", required=True, metavar="FILE", help="FILE.png or FILE.svg")
     positions.add_argument("--d-model", type=int, default=128, metavar="N", help="dimensions (default: 128)")
     positions.add_argument("--length", type=int, default=100, metavar="N", help="positions (default: 100)")
+    positions.add_argument("--layout", choices=("interleaved", "halves"), default="interleaved",
+                           help="interleaved: sin and cos of one frequency side by side (the paper, the default); "
+                           "halves: every sin, then every cos (Marian, Pegasus)")
     positions.set_defaults(run=_positions)
 
     contextual = kinds.add_parser(

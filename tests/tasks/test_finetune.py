@@ -16,7 +16,7 @@ import torch
 import tformer
 from tformer.models import MultipleChoice, QuestionAnswering, SequenceClassification, TokenClassification
 from tformer.tasks.encoding import task_encoder
-from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune, length_grouped_order
+from tformer.tasks.finetune import FinetuneOptions, evaluate, evaluate_dev, finetune, length_grouped_order
 from tformer.tasks.readers import NERSentence, QAExample
 from tformer.tasks.registry import get_task
 from tformer.tokenization import Tokenizer
@@ -105,7 +105,9 @@ def test_max_train_examples_trains_on_a_seeded_subset_and_says_so(folders, tmp_p
     assert record["train_examples_available"] == 64 and record["dev_examples"] == 5
     assert record["steps"] == 2 * math.ceil(10 / 8)
     assert "a seeded random subset of 10 of the 64 training examples" in shown
-    assert evaluate("sst2", tmp_path / "sub", folders["data"]) == pytest.approx(result.metrics)
+    assert evaluate("sst2", tmp_path / "sub", folders["data"], max_examples=5) == pytest.approx(result.metrics)
+    whole = evaluate_dev("sst2", tmp_path / "sub", folders["data"])  # the whole dev split, not the run's subset
+    assert (whole.examples, whole.available) == (24, 24)
 
 
 def test_gpt_gets_gpt1_tokens_and_the_auxiliary_lm_loss(folders, tmp_path):

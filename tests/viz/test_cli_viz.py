@@ -70,6 +70,21 @@ def test_positions_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     assert _pixels(out) == (1200, 450)
 
 
+def test_positions_layout_draws_the_paper_and_the_marian_sinusoids(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path) -> None:
+    """--layout interleaved (the paper's sin/cos pairs) and --layout halves ([sin | cos], Marian) draw different
+    matrices of the same numbers; the printed line names the layout."""
+    pictures = {}
+    for layout in ("interleaved", "halves"):
+        out = tmp_path / f"pe-{layout}.png"
+        code, stdout, err = _run(capsys, "viz", "positions", "--out", out, "--d-model", "16", "--length", "20",
+                                 "--layout", layout)
+        assert code == 0 and err == "" and stdout.startswith(f"wrote {out}: the sinusoidal encoding ({layout})")
+        pictures[layout] = image.imread(out)
+    assert pictures["interleaved"].shape == pictures["halves"].shape
+    assert (pictures["interleaved"] != pictures["halves"]).any()
+
+
 def test_contextual_prints_the_similarity_of_each_layer(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                         bert_dir: Path) -> None:
     out = tmp_path / "bank.png"

@@ -73,6 +73,14 @@ def test_positions_png(tmp_path: Path) -> None:
     assert _pixels(plot_positions(tmp_path / "pe.png")) == (1200, 450)
 
 
+def test_positions_halves_layout_is_drawn_and_an_unknown_layout_is_refused(tmp_path: Path) -> None:
+    assert _pixels(plot_positions(tmp_path / "halves.png", layout="halves")) == (1200, 450)
+    with pytest.raises(ValueError, match=r"layout='spiral' is not a sinusoid layout; choose one of: interleaved, "
+                                         r"halves"):
+        plot_positions(tmp_path / "pe.png", layout="spiral")
+    assert not (tmp_path / "pe.png").exists()
+
+
 @pytest.mark.parametrize("d_model", [16, 128])
 def test_pe_dot_product_depends_only_on_the_offset(d_model: int) -> None:
     length, starts = 60, [0, 7, 33, 250]

@@ -16,7 +16,7 @@ The layouts come from `input_layout` (BERT's `[CLS] A [SEP] B [SEP]`, GPT-1's st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from tformer.tasks.qa import qa_batch, qa_features, qa_predictions
 from tformer.tasks.readers import ChoiceExample, NERSentence, QAExample, TextExample
 from tformer.tasks.registry import Task
 from tformer.tokenization import Tokenizer
+from tformer.training.wait_bar import wait_bar
 
 HEAD_TASKS = {"classification": "sequence-classification", "regression": "sequence-classification",
               "multiple_choice": "multiple-choice", "qa": "question-answering",
@@ -71,11 +72,15 @@ class TaskEncoder(ABC):
     def predict(self, examples: Sequence[Any], batch_size: int) -> tuple[list, list]:
         """(predictions, references) over `examples`, in the form the task's metrics take."""
 
-    def chunks_by_size(self, items: Sequence[Any], batch_size: int) -> list[list[int]]:
+    def chunks_by_size(self, items: Sequence[Any], batch_size: int, progress: bool = True) -> Iterator[list[int]]:
         """Indices of `items` cut into batches of similar size, longest first: scoring pads less. Callers put each
-        result back at its index, so predictions keep the items' own order."""
+        result back at its index, so predictions keep the items' own order. With `progress`, a bar on a
+        terminal's stderr counts the batches."""
         order = sorted(range(len(items)), key=lambda i: -self.size(items[i]))
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        if not progress:
+            return iter(chunks)
+        return wait_bar(chunks, total=len(chunks), desc=f"scoring {self.task.name}")
 
     def _inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The batch on the model's device, without token types for GPT (GPT-1 separates texts with a token)."""

@@ -1,10 +1,37 @@
-"""Pre-training and training: the Trainer, objectives, recipes, checkpoints, distributed runs."""
+"""Pre-training and training: the Trainer, objectives, recipes, checkpoints, distributed runs.
 
-from tformer.training.objectives import CausalLM, DecoderSeq2Seq, MaskedLM, Objective, Seq2Seq, build_objective
-from tformer.training.recipe import Recipe, load_recipe
-from tformer.training.trainer import Trainer, TrainingDiverged, TrainResult
+The names are imported on first use (PEP 562), so the CLI can read `tformer.training.options` and `.recipe`
+without loading torch.
+"""
 
-__all__ = [
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_MODULES = {
+    "tformer.training.objectives": ("CausalLM", "DecoderSeq2Seq", "MaskedLM", "Objective", "Seq2Seq",
+                                    "build_objective"),
+    "tformer.training.recipe": ("Recipe", "load_recipe"),
+    "tformer.training.trainer": ("Trainer", "TrainingDiverged", "TrainResult"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = [  # the names of _LAZY, written out for tools that read __all__
     "CausalLM", "DecoderSeq2Seq", "MaskedLM", "Objective", "Recipe", "Seq2Seq", "TrainResult", "Trainer",
     "TrainingDiverged", "build_objective", "load_recipe",
 ]
+
+if TYPE_CHECKING:
+    from tformer.training.objectives import CausalLM, DecoderSeq2Seq, MaskedLM, Objective, Seq2Seq, build_objective
+    from tformer.training.recipe import Recipe, load_recipe
+    from tformer.training.trainer import Trainer, TrainingDiverged, TrainResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tformer.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -12,6 +12,7 @@ from tformer.generation import generate
 from tformer.tokenization import Tokenizer
 from tformer.training.distributed import Distributed, shard
 from tformer.training.objectives import Objective
+from tformer.training.wait_bar import wait_bar
 
 
 @torch.no_grad()
@@ -65,7 +66,9 @@ def translate(model: nn.Module, tokenizer: Tokenizer, sources: Sequence[str], *,
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths share a batch
     results: list[str] = [""] * len(sources)
     eos, pad = tokenizer.token_to_id("[EOS]"), tokenizer.token_to_id("[PAD]")
-    for begin in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    beams = f", {num_beams} beams" if num_beams > 1 else ""
+    for begin in wait_bar(starts, total=len(starts), desc=f"decoding {len(sources):,} sentences{beams}"):
         chunk = order[begin:begin + batch_size]
         input_ids, mask = _source_batch(tokenizer, [sources[i] for i in chunk], decoder_only)
         out = generate(model, input_ids.to(device), mask.to(device), max_new_tokens=max_new_tokens,

@@ -19,6 +19,9 @@ from tformer.layers.positions import sinusoidal_table
 from tformer.viz.figure import DPI, image_path, new_figure, save_figure
 
 POSITIONS_FIGSIZE = (12.0, 4.5)
+# how each layout orders the dimensions, for the matrix's axis label
+LAYOUTS = {"interleaved": "dimension (2i: sin, 2i+1: cos, interleaved as in the paper; frequency falls to the right)",
+           "halves": "dimension ([sin | cos] halves, as Marian and Pegasus; frequency falls to the right in each)"}
 
 
 def offset_dot_products(d_model: int, length: int, starts: Sequence[int]) -> np.ndarray:
@@ -30,13 +33,17 @@ def offset_dot_products(d_model: int, length: int, starts: Sequence[int]) -> np.
     return np.stack([table[p + np.arange(length)] @ table[p] for p in starts])
 
 
-def plot_positions(path: str | Path, d_model: int = 128, length: int = 100, *,
+def plot_positions(path: str | Path, d_model: int = 128, length: int = 100, *, layout: str = "interleaved",
                    figsize: tuple[float, float] = POSITIONS_FIGSIZE, dpi: int = DPI) -> Path:
-    """Two panels: the PE matrix (position x dimension), and PE(p)·PE(p+k) against the offset k for several p,
-    which lie on one another (and on sum_i cos(k·w_i)) because a shift by k rotates each sin/cos pair by k·w_i."""
+    """Two panels: the PE matrix (position x dimension) in `layout` ("interleaved": the paper's sin/cos pairs side
+    by side; "halves": every sin, then every cos, as Marian), and PE(p)·PE(p+k) against the offset k for several
+    p, which lie on one another (and on sum_i cos(k·w_i)) because a shift by k rotates each sin/cos pair by k·w_i
+    (the same curves for both layouts: a dot product does not depend on the order of the dimensions)."""
     image_path(path)
     _check(d_model, length)
-    table = sinusoidal_table(length, d_model).numpy()
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not a sinusoid layout; choose one of: {', '.join(LAYOUTS)}")
+    table = sinusoidal_table(length, d_model, layout).numpy()
     starts = sorted({0, length // 4, length // 2, length})
     products = offset_dot_products(d_model, length, starts)
     frequencies = 10000.0 ** (-np.arange(0, d_model, 2) / d_model)
@@ -45,9 +52,9 @@ def plot_positions(path: str | Path, d_model: int = 128, length: int = 100, *,
     figure = new_figure(*figsize, dpi)
     matrix, offsets = figure.subplots(1, 2, width_ratios=(1, 1.3))
     image = matrix.imshow(table, cmap="RdBu", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
-    matrix.set_xlabel("dimension (even: sin, odd: cos; frequency falls to the right)")
+    matrix.set_xlabel(LAYOUTS[layout], fontsize=8)
     matrix.set_ylabel("position")
-    matrix.set_title(f"sinusoidal positional encoding, d_model={d_model}", fontsize=10)
+    matrix.set_title(f"sinusoidal positional encoding ({layout}), d_model={d_model}", fontsize=10)
     figure.colorbar(image, ax=matrix, fraction=0.05)
 
     for p, row in zip(starts, products, strict=True):
