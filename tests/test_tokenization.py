@@ -305,7 +305,7 @@ def test_decode_keeps_the_unknown_token_in_its_place_and_streams_it(kind: str) -
     assert "".join([stream.put(i) for i in padded] + [stream.flush()]) == "the [UNK] danced"
 
 
-def test_byte_level_and_char_decodes_are_unchanged_by_the_unknown_token_rule() -> None:
+def test_byte_level_decode_is_unchanged_and_char_shows_its_unknown_token() -> None:
     bpe = Tokenizer.train(iter(CORPUS), kind="bpe", vocab_size=400)
     eos = bpe.token_to_id("<|endoftext|>")
     assert bpe.unk_token_id is None and bpe.decode([*bpe.encode("Café 🎉"), eos]) == "Café 🎉"

@@ -98,7 +98,6 @@ def test_print_config_lists_every_option_with_help() -> None:
     ("--out.checkpoint_every=-100", "out.checkpoint_every=-100 must be at least 0"),
     ("--out.log_every=0", "out.log_every=0 must be at least 1"),
     ("--out.dir=", "out.dir is empty"),
-    ("--data.val_fraction=.nan", "data.val_fraction=nan must be in [0, 1)"),
     ("--data.vocab_size=0", "data.vocab_size=0 must be at least 1"),
     ("--data.mlm_probability=0", "data.mlm_probability=0.0 must be in (0, 1]"),
     ("--data.random_next_probability=1.5", "data.random_next_probability=1.5 must be in [0, 1]"),
@@ -163,3 +162,11 @@ def test_every_shipped_recipe_checkpoints_at_every_evaluation_within_reasonable_
     # each checkpoint: fp32 weights + AdamW's two moments; at most keep_checkpoints of them stay on disk
     kept_bytes = recipe.out.keep_checkpoints * parameters * 4 * 3
     assert 1 <= recipe.out.keep_checkpoints <= 3 and kept_bytes < 1 << 30, (recipe.out.keep_checkpoints, kept_bytes)
+
+
+def test_a_key_in_the_wrong_section_names_its_section() -> None:
+    with pytest.raises(OptionError, match=r"unknown recipe key 'train.keep_checkpoints'; keep_checkpoints is an option "
+                                          r"of out: write --out.keep_checkpoints=VALUE"):
+        load_recipe("gpt-shakespeare-char", ["--train.keep_checkpoints=0"])
+    with pytest.raises(OptionError, match="lr is an option of train"):
+        load_recipe({"out": {"lr": 1e-3}})

@@ -29,7 +29,7 @@ def check_before_data(recipe: Recipe) -> None:
         check_tokenizer_file(recipe)
     for option, path in data_files(recipe):
         if not path.is_file():
-            kind = "a folder, not a file" if path.is_dir() else "does not exist"
+            kind = "is a folder, not a file" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"{option}: {path} {kind}; set data.root (or TFORMER_DATA) to the folder that "
                                     f"holds it, or fix the path")
 
@@ -88,7 +88,7 @@ def check_tokenizer_file(recipe: Recipe) -> None:
     """data.tokenizer=PATH.json: a readable tokenizer.json with the special tokens the objective builds with."""
     where, path = f"data.tokenizer={recipe.data.tokenizer}", recipe.data_path(recipe.data.tokenizer)
     if not path.is_file():
-        kind = "a folder, not a file" if path.is_dir() else "does not exist"
+        kind = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise FileNotFoundError(f"{where}: {path} {kind}; give a tokenizer.json, or a kind: char, word, bpe, "
                                 "wordpiece")
     tokenizer = Tokenizer.from_file(path)

@@ -272,9 +272,25 @@ def recipe_path(name_or_path: str | os.PathLike[str]) -> Path:
 def load_recipe(name_or_path: str | os.PathLike[str] | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
     """The Recipe of a YAML file (or shipped name, or mapping) with `--key.sub=value` overrides applied."""
     mapping = name_or_path if isinstance(name_or_path, dict) else read_yaml(recipe_path(name_or_path))
-    recipe = build(Recipe, apply_overrides(mapping, list(overrides or [])))
+    mapping = apply_overrides(mapping, list(overrides or []))
+    _check_sections(mapping)
+    recipe = build(Recipe, mapping)
     check_recipe(recipe)
     return recipe
+
+
+def _check_sections(mapping: dict[str, Any]) -> None:
+    """A key written under the wrong section (`train.keep_checkpoints`) names the section it belongs to."""
+    classes = {"model": ModelOptions, "data": DataOptions, "train": TrainOptions, "eval": EvalOptions,
+               "out": OutputOptions}
+    for section, values in mapping.items():
+        if section not in classes or not isinstance(values, dict):
+            continue
+        for key in values:
+            home = [name for name, cls in classes.items() if key in cls.__dataclass_fields__]
+            if home and section not in home:
+                raise OptionError(f"unknown recipe key '{section}.{key}'; {key} is an option of {home[0]}: write "
+                                  f"--{home[0]}.{key}=VALUE (in a YAML file, under {home[0]}:)")
 
 
 def model_config(recipe: Recipe, **from_data: Any) -> ModelConfig:
@@ -299,6 +315,8 @@ def check_recipe(recipe: Recipe) -> None:
     `load_recipe` calls it, so `--print-config` refuses the same recipes a run would; `build_data` calls it again
     for a Recipe built in Python.
     """
+    if recipe.model.preset is not None and not recipe.model.from_pretrained:  # a folder's model: preflight.py
+        _check_model(recipe, model_config(recipe, vocab_size=1 << 30))  # the vocabulary comes with the data
     _check_data_for_objective(recipe)
     t, d = recipe.train, recipe.data
     if recipe.eval.bleu and t.objective not in TRANSLATION:
@@ -310,8 +328,6 @@ def check_recipe(recipe: Recipe) -> None:
             raise OptionError(f"data.vocab_size={d.vocab_size} is too small for byte-level BPE with "
                               f"train.objective={t.objective}: it needs at least {smallest} (256 bytes + special "
                               "tokens); raise data.vocab_size")
-    if recipe.model.preset is not None:
-        _check_model(recipe, model_config(recipe, vocab_size=1 << 30))  # the vocabulary comes with the data
 
 
 def _check_data_for_objective(recipe: Recipe) -> None:
