@@ -335,3 +335,15 @@ def test_training_on_empty_files_is_refused_and_one_line_of_text_is_enough(tmp_p
             Tokenizer.train(files, kind="wordpiece")
     (tmp_path / "one.txt").write_text("hello\n")
     assert Tokenizer.train([tmp_path / "empty.txt", tmp_path / "one.txt"], kind="char").vocab_size == len(" \nhelo")
+
+
+def test_real_tokenizer_decode_shows_unk_as_transformers_does_and_drops_only_the_layout_tokens() -> None:
+    transformers = pytest.importorskip("transformers")
+    folder = minilm_folder()
+    hf = transformers.AutoTokenizer.from_pretrained(str(folder))
+    tok = Tokenizer.from_file(folder)
+    ids = hf("the \U0001F680 danced", padding="max_length", max_length=10)["input_ids"]  # 🚀 is not in the vocab
+    assert tok.unk_token_id in ids
+    assert tok.decode(ids, skip_special_tokens=False) == hf.decode(ids)  # '[CLS] the [UNK] danced [SEP] [PAD] ...'
+    layout = {hf.cls_token_id, hf.sep_token_id, hf.pad_token_id}
+    assert tok.decode(ids) == hf.decode([i for i in ids if i not in layout]) == "the [UNK] danced"

@@ -93,6 +93,8 @@ def _run_cases(work: Path) -> list[Case]:
              expect="did you mean", unchanged=[run]),
         Case("train: model.from_pretrained missing", [*base, f"--model.from_pretrained={work / 'nowhere'}",
                                                       f"--out.dir={work / 'r4'}"], expect="does not exist"),
+        Case("train: fp16 on the CPU", [*base, "--train.precision=fp16", f"--out.dir={work / 'r7'}"],
+             expect="train.precision=fp16 needs a CUDA device"),
         Case("train: a data file missing", [*base, f"--data.text=[{book},{work / 'missing.txt'}]",
                                             f"--out.dir={work / 'r5'}"], expect="data.text[1]"),
         Case("train: BERT NSP on one file (a glob)", ["train", "bert-gutenberg-mlm-nsp", "--train.threads=1",

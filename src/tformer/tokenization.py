@@ -258,7 +258,8 @@ class Tokenizer:
 
     def decode(self, ids: Ids, skip_special_tokens: bool = True) -> str:
         """The text of a sequence of ids; special tokens (padding included) are left out unless asked for, except
-        the unknown token: "[UNK]" stands for a word of the text, so "the [UNK] danced" keeps it where it was."""
+        the unknown token: "[UNK]" stands for a word of the text, so "the [UNK] danced" keeps it where it was, as
+        transformers' decode shows it (its skip_special_tokens=True would drop it with the layout tokens)."""
         ids = self._check_ids(ids)
         if skip_special_tokens:
             skipped = self.skipped_ids
@@ -268,11 +269,10 @@ class Tokenizer:
     @property
     def skipped_ids(self) -> frozenset[int]:
         """The ids `decode(skip_special_tokens=True)` leaves out: the special tokens but the unknown one."""
-        added = self.backend.get_added_tokens_decoder()
-        key = (self.vocab_size, len(added))
-        if getattr(self, "_skipped", (None,))[0] != key:
-            unk = self.unk_token_id
-            self._skipped = (key, frozenset(i for i, token in added.items() if token.special and i != unk))
+        size = self.vocab_size  # adding a token grows it: then the set is computed again
+        if getattr(self, "_skipped", (None,))[0] != size:
+            added, unk = self.backend.get_added_tokens_decoder(), self.unk_token_id
+            self._skipped = (size, frozenset(i for i, token in added.items() if token.special and i != unk))
         return self._skipped[1]
 
     def decode_batch(self, batch: Sequence[Ids] | torch.Tensor, skip_special_tokens: bool = True) -> list[str]:

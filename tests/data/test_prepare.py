@@ -202,3 +202,14 @@ def test_an_earlier_prepare_is_replaced_only_with_overwrite(tmp_path: Path, caps
     Tokenizer.from_file(out).save(tmp_path / "again" / "tokenizer.json")
     assert main(["prepare", str(tmp_path / "b.txt"), "--out", str(tmp_path / "again"),
                  "--tokenizer-file", str(tmp_path / "again" / "tokenizer.json")]) == 0
+
+
+def test_a_bad_tokenizer_file_is_refused_before_the_inputs_are_read(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import tformer.data.prepare as module
+
+    (tmp_path / "in.txt").write_text("some text\n")
+    (tmp_path / "bad.json").write_text("{}")
+    monkeypatch.setattr(module, "read_text", lambda *_: pytest.fail("the inputs were read first"))
+    with pytest.raises(ValueError, match="bad.json is not a tokenizer.json"):
+        prepare([tmp_path / "in.txt"], tmp_path / "out", tokenizer_file=tmp_path / "bad.json", log=lambda _: None)

@@ -161,19 +161,9 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, toke
     a tqdm bar when stderr is a terminal. `overwrite=True` replaces the files of an earlier prepare in `out`.
     """
     began = time.perf_counter()
-    if not inputs:
-        raise ValueError("no input files given; pass one or more text files (plain or .gz)")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction={val_fraction} is not in [0, 1); nanoGPT uses 0.1")
-    if isinstance(tokenizer, str) and tokenizer_file is None and tokenizer not in KINDS:
-        raise ValueError(f"unknown tokenizer kind {tokenizer!r}; choose one of {', '.join(KINDS)}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers={workers} must be at least 1 (or None for one per CPU)")
-    for path in inputs:  # cheap checks first: the inputs are there, and the output folder may be written
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no such input file: {path}" + (" (a folder; pass the files in it)"
-                                                                     if Path(path).is_dir() else ""))
+    _check_arguments(inputs, tokenizer, tokenizer_file, vocab_size, val_fraction, workers)
     check_out_folder(out, overwrite=overwrite, tokenizer_file=tokenizer_file)
+    given = Tokenizer.from_file(tokenizer_file) if tokenizer_file is not None else None  # refused before the reading
     texts = [read_text(path, strip_gutenberg) for path in inputs]  # every file is checked before any work
     text = join_texts(texts)
     if not text.strip():
@@ -188,7 +178,7 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, toke
 
     started = time.perf_counter()
     if tokenizer_file is not None:
-        tok, how = Tokenizer.from_file(tokenizer_file), f"loaded from {tokenizer_file}"
+        tok, how = given, f"loaded from {tokenizer_file}"
     elif isinstance(tokenizer, Tokenizer):
         tok, how = tokenizer, "given"
     else:
@@ -221,6 +211,26 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, toke
         f"encoded at {len(text.encode()) / 1e6 / max(encoding_s, 1e-9):.1f} MB/s")
     log(f"wrote {out}/train.bin, val.bin, tokenizer.json, meta.json in {time.perf_counter() - began:.1f} s")
     return meta
+
+
+def _check_arguments(inputs: Sequence[str | os.PathLike], tokenizer: str | Tokenizer,
+                     tokenizer_file: str | os.PathLike | None, vocab_size: int | None, val_fraction: float,
+                     workers: int | None) -> None:
+    """The cheap checks, before any input is read: values, and that every input file is there."""
+    if not inputs:
+        raise ValueError("no input files given; pass one or more text files (plain or .gz)")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction} is not in [0, 1); nanoGPT uses 0.1")
+    if isinstance(tokenizer, str) and tokenizer_file is None and tokenizer not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {tokenizer!r}; choose one of {', '.join(KINDS)}")
+    if vocab_size is not None and vocab_size < 1:
+        raise ValueError(f"vocab_size={vocab_size} must be at least 1 (or None for the tokenizer's default)")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1 (or None for one per CPU)")
+    for path in inputs:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such input file: {path}" + (" (a folder; pass the files in it)"
+                                                                     if Path(path).is_dir() else ""))
 
 
 def check_out_folder(out: str | os.PathLike, *, overwrite: bool = False,

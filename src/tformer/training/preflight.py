@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from tformer.interop.huggingface import INDEX_FILES, LAYOUTS, WEIGHT_FILES
 from tformer.tokenization import ROLE_NAMES, Tokenizer
 from tformer.training.recipe import FAMILY_OF_OBJECTIVE, TRANSLATION, Recipe, check_recipe
@@ -23,6 +25,11 @@ TRANSLATION_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[SEP]")
 def check_before_data(recipe: Recipe) -> None:
     """Refuse a recipe whose values or named files cannot work, before any data file is read or written."""
     check_recipe(recipe)
+    t = recipe.train
+    on_cuda = t.device.startswith("cuda") or (t.device == "auto" and torch.cuda.is_available())
+    if t.precision == "fp16" and not on_cuda:
+        raise ValueError(f"train.precision=fp16 needs a CUDA device (train.device={t.device} gives none); on CPU use "
+                         "train.precision=bf16")
     if recipe.model.from_pretrained:
         check_model_folder(recipe)
     if recipe.data.tokenizer.endswith(".json"):
