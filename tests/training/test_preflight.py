@@ -89,5 +89,5 @@ def test_the_supported_model_types_are_the_interop_ones() -> None:
 
 @pytest.mark.usefixtures("no_data_work")
 def test_fp16_without_cuda_is_refused_before_the_data(make_recipe, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="train.precision=fp16 needs a CUDA device .*use train.precision=bf16"):
+    with pytest.raises(ValueError, match="train.precision=fp16 needs a CUDA device; on CPU use train.precision=bf16"):
         build_data(make_recipe("causal_lm", "--train.precision=fp16"), tmp_path / "run", log=lambda _: None)

@@ -28,8 +28,8 @@ def check_before_data(recipe: Recipe) -> None:
     t = recipe.train
     on_cuda = t.device.startswith("cuda") or (t.device == "auto" and torch.cuda.is_available())
     if t.precision == "fp16" and not on_cuda:
-        raise ValueError(f"train.precision=fp16 needs a CUDA device (train.device={t.device} gives none); on CPU use "
-                         "train.precision=bf16")
+        raise ValueError(f"train.precision=fp16 needs a CUDA device; on CPU use train.precision=bf16 (train.device="
+                         f"{t.device} has no CUDA here)")
     if recipe.model.from_pretrained:
         check_model_folder(recipe)
     if recipe.data.tokenizer.endswith(".json"):
