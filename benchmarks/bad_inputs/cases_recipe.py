@@ -54,6 +54,8 @@ def cases(work: Path) -> list[Case]:
         Case("train --print-config: BERT NSP on one text file", ["train", "bert-gutenberg-mlm-nsp",
                                                                  "--data.text=[one.txt]", "--print-config"],
              expect="needs 2 or more files"),
+        Case("train --print-config: BERT NSP max_length=4", ["train", "bert-gutenberg-mlm-nsp", "--data.max_length=4",
+                                                             "--print-config"], expect="use at least 5"),
         Case("train --print-config: translation without valid files", ["train", "transformer-multi30k",
                                                                         "--data.valid_source=null", "--print-config"],
              expect="needs data.valid_source"),

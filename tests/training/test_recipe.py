@@ -121,6 +121,8 @@ def test_values_that_were_silently_accepted_are_refused_in_one_line(override: st
                                                         "table (max_positions=64)"),
     ("bert-gutenberg-mlm-nsp", ["--data.text=[one.txt]"], "needs 2 or more files, got 'one.txt'"),
     ("gpt-shakespeare-char", ["--data.text=[]"], "data.text is empty"),
+    ("bert-gutenberg-mlm-nsp", ["--data.max_length=4"], "data.max_length=4 leaves no room for a token in [CLS] A "
+                                                        "[SEP] B [SEP]; use at least 5"),
     ("gpt-shakespeare-char", ["--data.corpus=numbers"], "data.corpus=numbers gives translation pairs"),
     ("transformer-multi30k", ["--data.valid_target=null"], "train.objective=seq2seq needs data.valid_target"),
     ("transformer-multi30k", ["--data.test_target=null"], "data.test_source is set but data.test_target is not"),

@@ -350,6 +350,10 @@ def _check_data_for_objective(recipe: Recipe) -> None:
     if not d.text:
         raise OptionError(f"data.text is empty; list the text files train.objective={t.objective} trains on "
                           "(relative to data.root)")
+    smallest = {"mlm": 3, "mlm_nsp": 5}.get(t.objective, 1)  # [CLS] A [SEP] (B [SEP]) with a token in each
+    if d.max_length < smallest:
+        raise OptionError(f"data.max_length={d.max_length} leaves no room for a token in [CLS] A [SEP]"
+                          f"{' B [SEP]' if smallest == 5 else ''}; use at least {smallest} (BERT: 128 or 512)")
     patterns = [p for p in d.text if any(ch in p for ch in "*?[")]
     if t.objective == "mlm_nsp" and len(d.text) < 2 and not patterns:
         raise OptionError(f"train.objective=mlm_nsp reads each data.text file as one document and takes its random "
