@@ -84,7 +84,9 @@ def test_word_round_trips_modulo_whitespace_and_maps_unseen_words_to_unk() -> No
     ids = tok.encode("the zebra runs")
     assert ids[1] == tok.unk_token_id == tok.token_to_id("[UNK]")
     assert tok.decode(ids, skip_special_tokens=False) == "the [UNK] runs"
-    assert tok.decode(ids) == "the runs"  # [UNK] is a special token, so the default decode leaves it out
+    # [UNK] stands for a word of the text: decode keeps it where it was (special tokens such as [PAD] go)
+    assert tok.decode(ids) == "the [UNK] runs"
+    assert tok.decode([tok.pad_token_id, *ids, tok.eos_token_id]) == "the [UNK] runs"
 
 
 def test_wordpiece_round_trips_modulo_whitespace_and_splits_unseen_words_into_pieces() -> None:
@@ -289,3 +291,59 @@ def test_tokenizer_is_exported_and_repr_says_what_it_is() -> None:
     assert tformer.Tokenizer is Tokenizer
     assert repr(trained("bpe")) == "Tokenizer(kind='bpe', vocab_size=400, special_tokens=['<|endoftext|>'])"
     assert len(trained("bpe")) == 400
+
+
+@pytest.mark.parametrize("kind", ["word", "wordpiece"])
+def test_decode_keeps_the_unknown_token_in_its_place_and_streams_it(kind: str) -> None:
+    tok = Tokenizer.train(iter(["the cat danced", "the dog sat"]), kind=kind, vocab_size=60)
+    ids = tok.encode("the Starliner danced")  # a word it has not seen (nor its "S", for WordPiece)
+    assert tok.unk_token_id in ids
+    assert tok.decode(ids) == "the [UNK] danced"  # as transformers' decode(skip_special_tokens=False) shows it
+    padded = [*ids, tok.pad_token_id, tok.pad_token_id]
+    assert tok.decode(padded) == "the [UNK] danced" and "[PAD]" in tok.decode(padded, skip_special_tokens=False)
+    stream = tok.stream()
+    assert "".join([stream.put(i) for i in padded] + [stream.flush()]) == "the [UNK] danced"
+
+
+def test_byte_level_decode_is_unchanged_and_char_shows_its_unknown_token() -> None:
+    bpe = Tokenizer.train(iter(CORPUS), kind="bpe", vocab_size=400)
+    eos = bpe.token_to_id("<|endoftext|>")
+    assert bpe.unk_token_id is None and bpe.decode([*bpe.encode("Café 🎉"), eos]) == "Café 🎉"
+    char = Tokenizer.train(iter(["abc"]), kind="char", special_tokens=["[PAD]", "[UNK]"])
+    assert char.decode(char.encode("abxc") + [char.pad_token_id]) == "ab[UNK]c"
+
+
+@pytest.mark.parametrize(("texts", "what"), [
+    ([], "an empty list of files"),
+    ((), "an empty iterator of texts"),
+    (("", "   \n"), "2 text(s), all empty or blank"),
+    ((["", "\n"], []), "2 text(s), all empty or blank"),  # batches of texts, as train_from_iterator takes them
+])
+@pytest.mark.parametrize("kind", ["char", "word", "bpe", "wordpiece"])
+def test_training_on_no_text_is_refused(texts, what: str, kind: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Tokenizer.train(texts if isinstance(texts, list) else iter(texts), kind=kind)
+    assert f"Tokenizer.train got {what}: a tokenizer trained on no text knows no tokens" in str(caught.value)
+
+
+def test_training_on_empty_files_is_refused_and_one_line_of_text_is_enough(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("\n\n  \n")
+    with gzip.open(tmp_path / "empty.txt.gz", "wt") as handle:
+        handle.write("\n")
+    for files in ([tmp_path / "empty.txt"], [tmp_path / "empty.txt.gz"]):
+        with pytest.raises(ValueError, match="a tokenizer trained on no text knows no tokens"):
+            Tokenizer.train(files, kind="wordpiece")
+    (tmp_path / "one.txt").write_text("hello\n")
+    assert Tokenizer.train([tmp_path / "empty.txt", tmp_path / "one.txt"], kind="char").vocab_size == len(" \nhelo")
+
+
+def test_real_tokenizer_decode_shows_unk_as_transformers_does_and_drops_only_the_layout_tokens() -> None:
+    transformers = pytest.importorskip("transformers")
+    folder = minilm_folder()
+    hf = transformers.AutoTokenizer.from_pretrained(str(folder))
+    tok = Tokenizer.from_file(folder)
+    ids = hf("the \U0001F680 danced", padding="max_length", max_length=10)["input_ids"]  # 🚀 is not in the vocab
+    assert tok.unk_token_id in ids
+    assert tok.decode(ids, skip_special_tokens=False) == hf.decode(ids)  # '[CLS] the [UNK] danced [SEP] [PAD] ...'
+    layout = {hf.cls_token_id, hf.sep_token_id, hf.pad_token_id}
+    assert tok.decode(ids) == hf.decode([i for i in ids if i not in layout]) == "the [UNK] danced"

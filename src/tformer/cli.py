@@ -57,7 +57,7 @@ def _prepare(args: argparse.Namespace) -> None:
 
     prepare(args.inputs, args.out, tokenizer=args.tokenizer or "char", tokenizer_file=args.tokenizer_file,
             vocab_size=args.vocab_size, val_fraction=args.val_fraction, workers=args.workers,
-            strip_gutenberg=args.strip_gutenberg)
+            strip_gutenberg=args.strip_gutenberg, overwrite=args.overwrite)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, metavar="N", help="encoding threads (default: one per CPU)")
     prep.add_argument("--strip-gutenberg", action=argparse.BooleanOptionalAction, default=True,
                       help="keep only the text between Project Gutenberg's START and END lines (default: on)")
+    prep.add_argument("--overwrite", action="store_true", help="replace the train.bin, val.bin, tokenizer.json and "
+                      "meta.json of an earlier prepare in --out (without it, such a folder is refused)")
     prep.set_defaults(run=_prepare)
 
     add_generation_commands(commands)

@@ -17,9 +17,8 @@ Any `tokenizer.json` loads with `Tokenizer.from_file`, including the ones real c
 
 from __future__ import annotations
 
-import gzip
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ import tokenizers
 import torch
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.decoders import DecodeStream
+
+from tformer.tokenizer_inputs import NO_TEXT, TextCheck, as_files, file_has_text, read_batches
 
 KINDS = ("char", "word", "bpe", "wordpiece")
 DEFAULT_SPECIAL_TOKENS: dict[str, tuple[str, ...]] = {
@@ -87,12 +88,18 @@ class Tokenizer:
             raise ValueError(f"vocab_size={vocab_size} is too small for byte-level BPE: it needs at least 256 bytes "
                              f"+ {len(specials)} special tokens")
         backend, trainer = _untrained(kind, vocab_size, specials, min_frequency, show_progress)
-        files = _as_files(files_or_iterator)
+        files = as_files(files_or_iterator)
         if files is not None and not any(f.suffix == ".gz" for f in files):
+            if not any(map(file_has_text, files)):
+                raise ValueError(NO_TEXT.format(what=f"{len(files)} file(s) with no text in them" if files else
+                                                 "an empty list of files"))
             backend.train([str(f) for f in files], trainer)
         else:
-            texts = _read_batches(files) if files is not None else iter(files_or_iterator)
+            texts = TextCheck(read_batches(files) if files is not None else iter(files_or_iterator))
             backend.train_from_iterator(texts, trainer)
+            if not texts.seen_text:
+                raise ValueError(NO_TEXT.format(what=f"{texts.items} text(s), all empty or blank" if texts.items
+                                                 else "an empty iterator of texts"))
         if kind == "char":  # order as nanoGPT does: specials first, then the characters by code point
             vocab = backend.get_vocab()
             chars = sorted(token for token in vocab if token not in specials)
@@ -253,8 +260,23 @@ class Tokenizer:
     # ---- ids to text -----------------------------------------------------------------------------------------
 
     def decode(self, ids: Ids, skip_special_tokens: bool = True) -> str:
-        """The text of a sequence of ids; special tokens (padding included) are left out unless asked for."""
-        return self.backend.decode(self._check_ids(ids), skip_special_tokens=skip_special_tokens)
+        """The text of a sequence of ids; special tokens (padding included) are left out unless asked for, except
+        the unknown token: "[UNK]" stands for a word of the text, so "the [UNK] danced" keeps it where it was, as
+        transformers' decode shows it (its skip_special_tokens=True would drop it with the layout tokens)."""
+        ids = self._check_ids(ids)
+        if skip_special_tokens:
+            skipped = self.skipped_ids
+            ids = [i for i in ids if i not in skipped]
+        return self.backend.decode(ids, skip_special_tokens=False)
+
+    @property
+    def skipped_ids(self) -> frozenset[int]:
+        """The ids `decode(skip_special_tokens=True)` leaves out: the special tokens but the unknown one."""
+        size = self.vocab_size  # adding a token grows it: then the set is computed again
+        if getattr(self, "_skipped", (None,))[0] != size:
+            added, unk = self.backend.get_added_tokens_decoder(), self.unk_token_id
+            self._skipped = (size, frozenset(i for i, token in added.items() if token.special and i != unk))
+        return self._skipped[1]
 
     def decode_batch(self, batch: Sequence[Ids] | torch.Tensor, skip_special_tokens: bool = True) -> list[str]:
         return [self.decode(ids, skip_special_tokens) for ids in batch]
@@ -291,12 +313,15 @@ class TokenStream:
         self._reset()
 
     def _reset(self, context: list[int] | None = None) -> None:
-        self._stream = DecodeStream(context or None, skip_special_tokens=self.skip_special_tokens)
+        # the skipped ids never reach the library's stream, so [UNK] shows as in `decode`
+        self._stream = DecodeStream(context or None, skip_special_tokens=False)
         self._pending: list[int] = []  # ids since the last piece of text, still held back
         self._context: list[int] = context or []  # the last few ids before them, to join words as decode does
 
     def put(self, token_id: int) -> str:
         (token_id,) = self.tokenizer._check_ids([token_id])
+        if self.skip_special_tokens and token_id in self.tokenizer.skipped_ids:
+            return ""
         self._pending.append(token_id)
         try:
             piece = self._stream.step(self.tokenizer.backend, token_id)
@@ -317,8 +342,8 @@ class TokenStream:
     def _held_text(self) -> str:
         if not self._pending:
             return ""
-        decode, skip = self.tokenizer.backend.decode, self.skip_special_tokens
-        before, after = decode(self._context, skip_special_tokens=skip), decode(self._context + self._pending, skip)
+        decode = self.tokenizer.backend.decode  # the ids here are never skipped ones
+        before, after = decode(self._context, skip_special_tokens=False), decode(self._context + self._pending, False)
         return after[len(before):] if after.startswith(before) else after
 
 
@@ -360,32 +385,3 @@ def _detect_kind(backend: tokenizers.Tokenizer) -> str:
         pieces = backend.pre_tokenizer.pre_tokenize_str("ab c") if backend.pre_tokenizer else []
         return "char" if [p for p, _ in pieces] == ["a", "b", " ", "c"] else "word"
     return {"BPE": "bpe", "WordPiece": "wordpiece"}.get(model, model.lower())
-
-
-def _as_files(source: Any) -> list[Path] | None:
-    """Paths, if `source` names files (a path, or a list/tuple of paths); None for an iterator of texts."""
-    if isinstance(source, str | os.PathLike):
-        source = [source]
-    elif not (isinstance(source, list | tuple) and all(isinstance(s, str | os.PathLike) for s in source)):
-        return None
-    files = [Path(s) for s in source]
-    for file in files:
-        if not file.is_file():
-            raise FileNotFoundError(f"no such file: {str(file)[:80]!r} (to train on texts in memory rather than "
-                                    "files, pass an iterator: Tokenizer.train(iter(texts), ...))")
-    return files
-
-
-def _read_batches(files: list[Path], lines_per_batch: int = 2000) -> Iterator[list[str]]:
-    """The lines of the files as they are (newlines kept), in batches; .gz files are decompressed as they stream."""
-    for file in files:
-        opener = gzip.open if file.suffix == ".gz" else open
-        with opener(file, "rt", encoding="utf-8", newline="") as handle:
-            batch: list[str] = []
-            for line in handle:
-                batch.append(line)
-                if len(batch) == lines_per_batch:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch

@@ -155,3 +155,61 @@ def test_cli_prepares_and_reports_errors_in_one_line(tmp_path: Path, capsys: pyt
     assert main(["prepare", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "out"), "--tokenizer", "bpe"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("tformer prepare: error: no such input file:") and "nope.txt" in err
+
+
+def _fingerprint(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_model_folder_a_run_folder_and_a_file_are_refused_as_out(tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("To be, or not to be.\n" * 20)
+    model = tmp_path / "model"
+    model.mkdir()
+    for name, data in (("config.json", b'{"model_type": "gpt2"}'), ("model.safetensors", b"weights"),
+                       ("tokenizer.json", b'{"the": "model\'s own"}')):
+        (model / name).write_bytes(data)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.yaml").write_text("name: x\n")
+    (tmp_path / "file").write_text("not a folder")
+    before = _fingerprint(tmp_path)
+    with pytest.raises(FileExistsError, match=r"--out .*model is a model folder \(config.json, model.safetensors\): "
+                                              r"preparing there would replace its tokenizer.json"):
+        prepare([tmp_path / "in.txt"], model, log=lambda _: None, overwrite=True)  # --overwrite does not unlock it
+    with pytest.raises(FileExistsError, match=r"--out .*run is a training run folder \(recipe.yaml, checkpoints\)"):
+        prepare([tmp_path / "in.txt"], run, log=lambda _: None)
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(NotADirectoryError, match=r"--out .*file.* is a file, not a folder"):
+            prepare([tmp_path / "in.txt"], out, log=lambda _: None)
+    assert _fingerprint(tmp_path) == before
+
+
+def test_an_earlier_prepare_is_replaced_only_with_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.txt").write_text("abc abc abc\n" * 30)
+    (tmp_path / "b.txt").write_text("xyz xyz xyz\n" * 30)
+    out = tmp_path / "out"
+    args = ["prepare", str(tmp_path / "a.txt"), "--out", str(out), "--tokenizer", "char"]
+    assert main(args) == 0
+    first = _fingerprint(out)
+    assert main(["prepare", str(tmp_path / "b.txt"), "--out", str(out), "--tokenizer", "char"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds train.bin, val.bin, tokenizer.json, meta.json" in err
+    assert "pass --overwrite" in err and _fingerprint(out) == first
+    assert main(["prepare", str(tmp_path / "b.txt"), "--out", str(out), "--tokenizer", "char", "--overwrite"]) == 0
+    assert json.loads((out / "meta.json").read_text())["inputs"] == [str(tmp_path / "b.txt")]
+    # the tokenizer the prepare reads from --out itself is not "replaced": a second split with it is fine
+    (tmp_path / "again").mkdir()
+    Tokenizer.from_file(out).save(tmp_path / "again" / "tokenizer.json")
+    assert main(["prepare", str(tmp_path / "b.txt"), "--out", str(tmp_path / "again"),
+                 "--tokenizer-file", str(tmp_path / "again" / "tokenizer.json")]) == 0
+
+
+def test_a_bad_tokenizer_file_is_refused_before_the_inputs_are_read(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import tformer.data.prepare as module
+
+    (tmp_path / "in.txt").write_text("some text\n")
+    (tmp_path / "bad.json").write_text("{}")
+    monkeypatch.setattr(module, "read_text", lambda *_: pytest.fail("the inputs were read first"))
+    with pytest.raises(ValueError, match="bad.json is not a tokenizer.json"):
+        prepare([tmp_path / "in.txt"], tmp_path / "out", tokenizer_file=tmp_path / "bad.json", log=lambda _: None)

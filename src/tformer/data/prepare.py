@@ -15,6 +15,11 @@ The steps:
    at every line would not do: GPT-2's pattern keeps "\n\n" and " \n" together). No special tokens are added.
 4. Write train.bin and val.bin (flat numpy uint16 ids when the vocabulary has at most 65,536 entries, else uint32),
    tokenizer.json and meta.json, each through a temporary file and a rename.
+
+The output folder is checked before any input is read: a file, a model folder (its tokenizer.json would be
+replaced and the model then decodes garbage) or a training run folder is refused; a folder that already holds
+these files (an earlier prepare) is refused unless `overwrite=True` (`--overwrite`), as transformers refuses a
+non-empty output_dir without overwrite_output_dir.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ START_MARKER = re.compile(r"^\*\*\* ?START OF.*$", re.MULTILINE | re.IGNORECASE)
 END_MARKER = re.compile(r"^\*\*\* ?END OF.*$", re.MULTILINE | re.IGNORECASE)
 CHUNK_CHARS = 1 << 18  # 256 Ki characters per encoding task
 WINDOW = 256  # characters on each side of a candidate cut that its check looks at
+OUTPUT_FILES = ("train.bin", "val.bin", "tokenizer.json", "meta.json")
+MODEL_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+               "pytorch_model.bin.index.json")  # interop.huggingface's names (data/ does not import it)
+RUN_FILES = ("recipe.yaml", "checkpoints", "final", "metrics.jsonl")  # what a `tformer train` run folder holds
 
 
 def read_text(path: str | os.PathLike, strip_gutenberg: bool = True) -> str:
@@ -144,22 +153,17 @@ def encode_to_file(text: str, tokenizer: Tokenizer, path: Path, dtype: np.dtype,
 def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, tokenizer: str | Tokenizer = "char",
             tokenizer_file: str | os.PathLike | None = None, vocab_size: int | None = None,
             val_fraction: float = 0.1, workers: int | None = None, strip_gutenberg: bool = True,
-            progress: bool | None = None, log: Callable[[str], Any] = print) -> dict[str, Any]:
+            progress: bool | None = None, log: Callable[[str], Any] = print, overwrite: bool = False) -> dict[str, Any]:
     """Text files -> `out`/train.bin, val.bin, tokenizer.json, meta.json; returns the meta dict.
 
     `tokenizer` is a kind to train on the whole text ("char", "word", "bpe", "wordpiece") or a `Tokenizer`;
     `tokenizer_file` loads one instead. `workers`: encoding threads (default: one per CPU). `progress=None` shows
-    a tqdm bar when stderr is a terminal.
+    a tqdm bar when stderr is a terminal. `overwrite=True` replaces the files of an earlier prepare in `out`.
     """
     began = time.perf_counter()
-    if not inputs:
-        raise ValueError("no input files given; pass one or more text files (plain or .gz)")
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction={val_fraction} is not in [0, 1); nanoGPT uses 0.1")
-    if isinstance(tokenizer, str) and tokenizer_file is None and tokenizer not in KINDS:
-        raise ValueError(f"unknown tokenizer kind {tokenizer!r}; choose one of {', '.join(KINDS)}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers={workers} must be at least 1 (or None for one per CPU)")
+    _check_arguments(inputs, tokenizer, tokenizer_file, vocab_size, val_fraction, workers)
+    check_out_folder(out, overwrite=overwrite, tokenizer_file=tokenizer_file)
+    given = Tokenizer.from_file(tokenizer_file) if tokenizer_file is not None else None  # refused before the reading
     texts = [read_text(path, strip_gutenberg) for path in inputs]  # every file is checked before any work
     text = join_texts(texts)
     if not text.strip():
@@ -174,7 +178,7 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, toke
 
     started = time.perf_counter()
     if tokenizer_file is not None:
-        tok, how = Tokenizer.from_file(tokenizer_file), f"loaded from {tokenizer_file}"
+        tok, how = given, f"loaded from {tokenizer_file}"
     elif isinstance(tokenizer, Tokenizer):
         tok, how = tokenizer, "given"
     else:
@@ -207,6 +211,58 @@ def prepare(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *, toke
         f"encoded at {len(text.encode()) / 1e6 / max(encoding_s, 1e-9):.1f} MB/s")
     log(f"wrote {out}/train.bin, val.bin, tokenizer.json, meta.json in {time.perf_counter() - began:.1f} s")
     return meta
+
+
+def _check_arguments(inputs: Sequence[str | os.PathLike], tokenizer: str | Tokenizer,
+                     tokenizer_file: str | os.PathLike | None, vocab_size: int | None, val_fraction: float,
+                     workers: int | None) -> None:
+    """The cheap checks, before any input is read: values, and that every input file is there."""
+    if not inputs:
+        raise ValueError("no input files given; pass one or more text files (plain or .gz)")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction} is not in [0, 1); nanoGPT uses 0.1")
+    if isinstance(tokenizer, str) and tokenizer_file is None and tokenizer not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {tokenizer!r}; choose one of {', '.join(KINDS)}")
+    if vocab_size is not None and vocab_size < 1:
+        raise ValueError(f"vocab_size={vocab_size} must be at least 1 (or None for the tokenizer's default)")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1 (or None for one per CPU)")
+    for path in inputs:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such input file: {path}" + (" (a folder; pass the files in it)"
+                                                                     if Path(path).is_dir() else ""))
+
+
+def check_out_folder(out: str | os.PathLike, *, overwrite: bool = False,
+                     tokenizer_file: str | os.PathLike | None = None) -> None:
+    """Refuse an output folder that prepare would damage: a file, a model or run folder, an earlier prepare's files."""
+    out = Path(out)
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"--out {out}: {blocking} is a file, not a folder; pass a folder (new or empty) for "
+                                 f"train.bin, val.bin, tokenizer.json and meta.json")
+    if not out.is_dir():
+        return
+    found = [name for name in MODEL_FILES if (out / name).exists()]
+    if found:
+        raise FileExistsError(f"--out {out} is a model folder ({', '.join(found)}): preparing there would replace "
+                              f"its tokenizer.json and the model would then decode garbage; pass another --out")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        raise FileExistsError(f"--out {out} is a training run folder ({', '.join(found)}); pass another --out (a run "
+                              f"prepares its own data in RUN/data)")
+    reused = tokenizer_file is not None and (out / "tokenizer.json").is_file() and \
+        _same_file(out / "tokenizer.json", tokenizer_file)  # rewriting the very file it reads changes nothing
+    found = [name for name in OUTPUT_FILES if (out / name).exists() and not (name == "tokenizer.json" and reused)]
+    if found and not overwrite:
+        raise FileExistsError(f"--out {out} already holds {', '.join(found)} (an earlier prepare?); pass --overwrite "
+                              f"to replace them, or pick another --out")
+
+
+def _same_file(a: Path, b: str | os.PathLike) -> bool:
+    b = Path(b)
+    b = b / "tokenizer.json" if b.is_dir() else b
+    return b.exists() and os.path.samefile(a, b)
 
 
 def _lines(text: str, per_batch: int = 5000) -> Iterator[list[str]]:

@@ -26,7 +26,8 @@ from tformer.data.prepare import prepare, read_text
 from tformer.data.seq2seq import ParallelCorpus, read_lines
 from tformer.data.synthetic import english_number, german_number, number_pairs, split_numbers
 from tformer.tokenization import Tokenizer
-from tformer.training.recipe import Recipe
+from tformer.training.preflight import check_before_data
+from tformer.training.recipe import Recipe, recipe_notes
 from tformer.training.streams import (
     EpochStream,
     WindowStream,
@@ -120,7 +121,8 @@ def causal_lm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> 
         kind = recipe.data.tokenizer
         prepare(files, out, tokenizer="char" if kind.endswith(".json") else kind,
                 tokenizer_file=recipe.data_path(kind) if kind.endswith(".json") else None,
-                vocab_size=recipe.data.vocab_size, val_fraction=recipe.data.val_fraction, progress=False, log=log)
+                vocab_size=recipe.data.vocab_size, val_fraction=recipe.data.val_fraction, progress=False, log=log,
+                overwrite=True)  # RUN/data belongs to this run: a new recipe there replaces its old preparation
         stamp.write_text(json.dumps(wanted))
     else:
         log(f"data: reusing {out} (prepared earlier for the same files and tokenizer)")
@@ -167,6 +169,10 @@ def segments(lines: list[list[int]], budget: int) -> list[list[int]]:
 def mlm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> TrainingData:
     d, nsp = recipe.data, recipe.train.objective == "mlm_nsp"
     files = _files(recipe, d.text, "pre-training")
+    if nsp and len(files) < 2:
+        raise ValueError(f"train.objective=mlm_nsp reads each data.text file as one document and takes its random "
+                         f"next sentences from another document, so it needs 2 or more files, got {len(files)} "
+                         f"({files[0]}); split the text into several files, or use train.objective=mlm")
     books = [read_text(f) for f in files]
     held = [int(len(book) * (1 - d.val_fraction)) for book in books]
     specials = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -193,6 +199,8 @@ def mlm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> Traini
                                      seed=seed + salt, random_next_probability=d.random_next_probability)
         return [{"input_ids": [ids["cls"], *s, ids["sep"]]} for doc in docs for s in doc]
 
+    if nsp:
+        _check_nsp_documents(train_docs, val_docs, files, recipe)
     train_examples, val_examples = examples(train_docs, 0), examples(val_docs, 1)
     if not val_examples:
         raise ValueError(f"data.val_fraction={d.val_fraction} leaves no validation text; raise it")
@@ -216,6 +224,23 @@ def mlm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> Traini
                     for idx in _eval_take(val_order, recipe.eval.batches)]
     fields = {"vocab_size": tokenizer.vocab_size, "pad_token_id": ids["pad"]}
     return TrainingData(tokenizer, train, eval_batches, fields)
+
+
+def _check_nsp_documents(train_docs: list[list[list[int]]], val_docs: list[list[list[int]]], files: list[Path],
+                         recipe: Recipe) -> None:
+    """NSP needs, in training and in validation, 2 documents (files) and one with 2 segments (a true next one)."""
+    d = recipe.data
+    budget = (d.max_length - 3) // 2
+    if len([doc for doc in train_docs if doc]) < 2:
+        raise ValueError(f"only one of the {len(files)} data.text files holds text, and next-sentence prediction "
+                         "takes its random next sentences from another document; list 2 or more files with text")
+    if not any(len(doc) >= 2 for doc in train_docs):
+        raise ValueError(f"no data.text file gives two segments of whole lines (up to {budget} tokens each with "
+                         f"data.max_length={d.max_length}), so there is no true next sentence; use longer files "
+                         f"(several lines each) or lower data.max_length")
+    if len(val_docs) < 2 or not any(len(doc) >= 2 for doc in val_docs):
+        raise ValueError(f"data.val_fraction={d.val_fraction} leaves too little held-out text for next-sentence "
+                         f"pairs (2 files with held-out text, one with 2 segments); raise data.val_fraction")
 
 
 class _PlainMLM(MLMCollator):
@@ -316,7 +341,10 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
 
 
 def build_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any] = print) -> TrainingData:
-    """The TrainingData of a recipe's objective."""
+    """The TrainingData of a recipe's objective (its values and named files are checked first)."""
+    check_before_data(recipe)
+    for note in recipe_notes(recipe):
+        log(f"note: {note}")
     objective = recipe.train.objective
     if objective == "causal_lm":
         return causal_lm_data(recipe, run_dir, log)

@@ -7,6 +7,7 @@ recipes shipped with tformer live in `recipes/` (`tformer train demo-numbers` fi
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,19 @@ from tformer.training.options import OptionError, apply_overrides, build, read_y
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
 OBJECTIVES = ("causal_lm", "mlm", "mlm_nsp", "seq2seq", "decoder_seq2seq")
+TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece")  # tokenization.KINDS, without importing torch here
+
+
+def at_least(where: str, value: int | None, low: int, note: str = "") -> None:
+    """Refuse an integer option below `low` (None passes: the option's default)."""
+    if value is not None and value < low:
+        raise OptionError(f"{where}={value} must be at least {low}" + (f" ({note})" if note else ""))
+
+
+def positive(where: str, value: float, note: str = "") -> None:
+    """Refuse a float option that is not a finite number above 0 (nan, inf, 0 or negative)."""
+    if not (math.isfinite(value) and value > 0):
+        raise OptionError(f"{where}={value} must be a finite number above 0" + (f", {note}" if note else ""))
 
 
 def _help(text: str, default: Any = None, *, factory: Any = None) -> Any:
@@ -86,10 +100,21 @@ class DataOptions:
 
     def __post_init__(self) -> None:
         for name in ("block_size", "max_length", "batch_size"):
-            if getattr(self, name) < 1:
-                raise OptionError(f"data.{name}={getattr(self, name)} must be at least 1")
+            at_least(f"data.{name}", getattr(self, name), 1)
+        for name in ("vocab_size", "max_tokens", "train_pairs", "valid_pairs", "tokenizer_pairs"):
+            at_least(f"data.{name}", getattr(self, name), 1, "or null for the default")
+        at_least("data.test_pairs", self.test_pairs, 0, "0 for no test score, or null for the whole split")
+        at_least("data.small_numbers", self.small_numbers, 0, "0 for none")
         if not 0 <= self.val_fraction < 1:
-            raise OptionError(f"data.val_fraction={self.val_fraction} must be in [0, 1)")
+            raise OptionError(f"data.val_fraction={self.val_fraction} must be in [0, 1) (0.1 holds out the last 10 %)")
+        if not 0 < self.mlm_probability <= 1:
+            raise OptionError(f"data.mlm_probability={self.mlm_probability} must be in (0, 1]; BERT uses 0.15")
+        if not 0 <= self.random_next_probability <= 1:
+            raise OptionError(f"data.random_next_probability={self.random_next_probability} must be in [0, 1]; "
+                              "BERT uses 0.5")
+        if self.tokenizer not in TOKENIZER_KINDS and not self.tokenizer.endswith(".json"):
+            raise OptionError(f"data.tokenizer={self.tokenizer!r} is neither a kind ({', '.join(TOKENIZER_KINDS)}) "
+                              "nor a tokenizer.json path")
 
 
 @dataclass
@@ -124,18 +149,28 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise OptionError(f"train.{name}={getattr(self, name)} must be at least 1")
-        if self.lr <= 0:
-            raise OptionError(f"train.lr={self.lr} must be positive")
-        if self.warmup_steps < 0:
-            raise OptionError(f"train.warmup_steps={self.warmup_steps} must be 0 or more")
+            at_least(f"train.{name}", getattr(self, name), 1)
+        at_least("train.warmup_steps", self.warmup_steps, 0)
+        at_least("train.threads", self.threads, 1, "or null for torch's default")
+        if not 0 <= self.seed < 2**32:
+            raise OptionError(f"train.seed={self.seed} must be in [0, 2**32) (numpy's seeds)")
+        positive("train.lr", self.lr, "e.g. 3e-4")
+        positive("train.eps", self.eps, "AdamW's default is 1e-8")
+        if self.clip_grad_norm is not None:
+            positive("train.clip_grad_norm", self.clip_grad_norm, "or null for no clipping")
+        for name in ("min_lr", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise OptionError(f"train.{name}={getattr(self, name)} must be a finite number >= 0")
+        if self.schedule in ("cosine", "linear") and self.min_lr > self.lr:
+            raise OptionError(f"train.min_lr={self.min_lr} is above train.lr={self.lr}, so the {self.schedule} "
+                              f"decay would raise the learning rate; set train.min_lr at most {self.lr}")
+        for i, beta in enumerate(self.betas):
+            if not 0 <= beta < 1:
+                raise OptionError(f"train.betas[{i}]={beta} must be in [0, 1); AdamW's default is [0.9, 0.999]")
         if self.schedule == "noam" and self.warmup_steps < 1:
             raise OptionError("train.schedule=noam needs train.warmup_steps >= 1 (the paper: 4000)")
         if not 0 <= self.label_smoothing < 1:
             raise OptionError(f"train.label_smoothing={self.label_smoothing} must be in [0, 1)")
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise OptionError(f"train.clip_grad_norm={self.clip_grad_norm} must be positive or null")
 
 
 @dataclass
@@ -153,6 +188,15 @@ class EvalOptions:
     max_new_tokens: int = _help("translation: longest decoded target", 64)
     length_penalty: float = _help("translation: beam length penalty", 1.0)
 
+    def __post_init__(self) -> None:
+        at_least("eval.every", self.every, 0, "0 evaluates only at the end")
+        at_least("eval.batches", self.batches, 1, "or null for the whole validation set")
+        at_least("eval.bleu_pairs", self.bleu_pairs, 1, "or null for all of them")
+        at_least("eval.num_beams", self.num_beams, 1, "1 is greedy decoding")
+        at_least("eval.max_new_tokens", self.max_new_tokens, 1)
+        if not math.isfinite(self.length_penalty):
+            raise OptionError(f"eval.length_penalty={self.length_penalty} must be a finite number (1.0: none)")
+
 
 @dataclass
 class OutputOptions:
@@ -167,6 +211,13 @@ class OutputOptions:
                                                               "auto")
     tensorboard: bool = _help("write TensorBoard events when tensorboard is installed", True)
     plot: bool = _help("write loss.png at the end when matplotlib is installed", True)
+
+    def __post_init__(self) -> None:
+        if not self.dir.strip():
+            raise OptionError("out.dir is empty; give the run folder, e.g. --out.dir=runs/{name}")
+        at_least("out.checkpoint_every", self.checkpoint_every, 0, "0 checkpoints only at the end")
+        at_least("out.keep_checkpoints", self.keep_checkpoints, 1, "--resume needs one")
+        at_least("out.log_every", self.log_every, 1)
 
 
 @dataclass
@@ -221,7 +272,25 @@ def recipe_path(name_or_path: str | os.PathLike[str]) -> Path:
 def load_recipe(name_or_path: str | os.PathLike[str] | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
     """The Recipe of a YAML file (or shipped name, or mapping) with `--key.sub=value` overrides applied."""
     mapping = name_or_path if isinstance(name_or_path, dict) else read_yaml(recipe_path(name_or_path))
-    return build(Recipe, apply_overrides(mapping, list(overrides or [])))
+    mapping = apply_overrides(mapping, list(overrides or []))
+    _check_sections(mapping)
+    recipe = build(Recipe, mapping)
+    check_recipe(recipe)
+    return recipe
+
+
+def _check_sections(mapping: dict[str, Any]) -> None:
+    """A key written under the wrong section (`train.keep_checkpoints`) names the section it belongs to."""
+    classes = {"model": ModelOptions, "data": DataOptions, "train": TrainOptions, "eval": EvalOptions,
+               "out": OutputOptions}
+    for section, values in mapping.items():
+        if section not in classes or not isinstance(values, dict):
+            continue
+        for key in values:
+            home = [name for name, cls in classes.items() if key in cls.__dataclass_fields__]
+            if home and section not in home:
+                raise OptionError(f"unknown recipe key '{section}.{key}'; {key} is an option of {home[0]}: write "
+                                  f"--{home[0]}.{key}=VALUE (in a YAML file, under {home[0]}:)")
 
 
 def model_config(recipe: Recipe, **from_data: Any) -> ModelConfig:
@@ -233,3 +302,83 @@ def model_config(recipe: Recipe, **from_data: Any) -> ModelConfig:
         return ModelConfig.from_dict({**base, **recipe.model.config, **from_data})
     except ValueError as error:
         raise OptionError(f"model.config: {error}") from None
+
+
+FAMILY_OF_OBJECTIVE = {"causal_lm": "gpt", "decoder_seq2seq": "gpt", "mlm": "bert", "mlm_nsp": "bert",
+                       "seq2seq": "encoder-decoder"}
+TRANSLATION = ("seq2seq", "decoder_seq2seq")
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Refuse values that fit each field alone but not the recipe as a whole, before any file is read or written.
+
+    `load_recipe` calls it, so `--print-config` refuses the same recipes a run would; `build_data` calls it again
+    for a Recipe built in Python.
+    """
+    if recipe.model.preset is not None and not recipe.model.from_pretrained:  # a folder's model: preflight.py
+        _check_model(recipe, model_config(recipe, vocab_size=1 << 30))  # the vocabulary comes with the data
+    _check_data_for_objective(recipe)
+    t, d = recipe.train, recipe.data
+    if recipe.eval.bleu and t.objective not in TRANSLATION:
+        raise OptionError(f"eval.bleu=true scores translations, but train.objective={t.objective} makes none; "
+                          "drop eval.bleu (or set it to false)")
+    if d.tokenizer == "bpe" and d.vocab_size is not None:
+        smallest = 256 + (1 if t.objective == "causal_lm" else 5)  # the bytes + the objective's special tokens
+        if d.vocab_size < smallest:
+            raise OptionError(f"data.vocab_size={d.vocab_size} is too small for byte-level BPE with "
+                              f"train.objective={t.objective}: it needs at least {smallest} (256 bytes + special "
+                              "tokens); raise data.vocab_size")
+
+
+def _check_data_for_objective(recipe: Recipe) -> None:
+    t, d = recipe.train, recipe.data
+    if d.corpus == "numbers":
+        if t.objective not in TRANSLATION:
+            raise OptionError(f"data.corpus=numbers gives translation pairs, but train.objective={t.objective} "
+                              "trains on text; use train.objective=seq2seq or decoder_seq2seq, or data.corpus=files")
+        return
+    if t.objective in TRANSLATION:
+        for split in ("train", "valid"):
+            for side in ("source", "target"):
+                if getattr(d, f"{split}_{side}") is None:
+                    raise OptionError(f"train.objective={t.objective} needs data.{split}_{side} (parallel files, one "
+                                      "sentence per line), or data.corpus=numbers")
+        if (d.test_source is None) != (d.test_target is None):
+            given, missing = ("source", "target") if d.test_target is None else ("target", "source")
+            raise OptionError(f"data.test_{given} is set but data.test_{missing} is not; give both or neither")
+        return
+    if not d.text:
+        raise OptionError(f"data.text is empty; list the text files train.objective={t.objective} trains on "
+                          "(relative to data.root)")
+    smallest = {"mlm": 3, "mlm_nsp": 5}.get(t.objective, 1)  # [CLS] A [SEP] (B [SEP]) with a token in each
+    if d.max_length < smallest:
+        raise OptionError(f"data.max_length={d.max_length} leaves no room for a token in [CLS] A [SEP]"
+                          f"{' B [SEP]' if smallest == 5 else ''}; use at least {smallest} (BERT: 128 or 512)")
+    patterns = [p for p in d.text if any(ch in p for ch in "*?[")]
+    if t.objective == "mlm_nsp" and len(d.text) < 2 and not patterns:
+        raise OptionError(f"train.objective=mlm_nsp reads each data.text file as one document and takes its random "
+                          f"next sentences from another document, so it needs 2 or more files, got {d.text[0]!r}; "
+                          "split the text into several files (blank lines do not separate documents here), or use "
+                          "train.objective=mlm")
+
+
+def _check_model(recipe: Recipe, config: ModelConfig) -> None:
+    t, d = recipe.train, recipe.data
+    wanted = FAMILY_OF_OBJECTIVE[t.objective]
+    if config.family != wanted:
+        raise OptionError(f"train.objective={t.objective} trains a {wanted} model but model.preset="
+                          f"{recipe.model.preset} is {config.family}; pick a {wanted} preset (`tformer models`)")
+    which = "block_size" if t.objective == "causal_lm" else "max_length"
+    longest = getattr(d, which)
+    if longest > config.max_positions:
+        raise OptionError(f"data.{which}={longest} is longer than the model's position table (max_positions="
+                          f"{config.max_positions}); lower data.{which} or raise model.config.max_positions")
+
+
+def recipe_notes(recipe: Recipe) -> list[str]:
+    """What a valid recipe will do that its writer may not expect, one line each (the run prints them)."""
+    t, notes = recipe.train, []
+    if t.warmup_steps > t.max_steps:
+        notes.append(f"train.warmup_steps={t.warmup_steps} is more than train.max_steps={t.max_steps}: the learning "
+                     f"rate climbs to {t.lr * t.max_steps / t.warmup_steps:.3g} and never reaches train.lr={t.lr:g}")
+    return notes
