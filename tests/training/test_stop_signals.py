@@ -20,11 +20,12 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 STOPPED = re.compile(r"tformer (train|demo): interrupted at step (\d+): checkpoint at (\S+), continue with --resume")
 
 
-def stop_when(argv: list[str], text: str, sig: signal.Signals, cwd: Path) -> tuple[int, str]:
+def stop_when(argv: list[str], text: str, sig: signal.Signals, cwd: Path,
+              launcher: tuple[str, ...] = ()) -> tuple[int, str]:
     """Run `tformer ARGV`, send `sig` once `text` appears in its output; returns the exit code and the output."""
     env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "tformer.cli", *argv], cwd=cwd, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, *(launcher or ("-m",)), "tformer.cli", *argv], cwd=cwd, env=env,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -70,3 +71,19 @@ def test_ctrl_c_stops_the_demo_and_demo_resume_continues_it(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"resuming from d/checkpoints/step-{step:08d} at step {step}" in done.stdout
     assert json.loads((tmp_path / "d" / "metrics.json").read_text())["steps"] == step + 1
+
+
+@pytest.mark.slow  # a torchrun launch of two processes: ~20 s on two cores
+def test_sigterm_under_torchrun_stops_both_processes_at_one_step(make_recipe, tmp_path) -> None:
+    recipe = make_recipe("causal_lm", "--train.max_steps=100000", "--out.progress=lines", "--train.distributed=ddp")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(to_yaml(recipe))
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m")
+    _, output = stop_when(["train", str(path)], "step 3:", signal.SIGTERM, tmp_path, launcher=torchrun)
+    stops = STOPPED.findall(output)
+    assert len(stops) == 2 and stops[0] == stops[1], output  # both ranks: the same step and checkpoint
+    step = int(stops[0][1])
+    assert Path(stops[0][2]) == list_checkpoints(recipe.run_dir)[-1] and "Traceback (most recent" not in \
+        output.split("tformer train: interrupted")[0]
+    resumed = Trainer(make_recipe("causal_lm", f"--train.max_steps={step + 1}"), resume=True)  # in one process
+    assert resumed.fit().step == step + 1

@@ -92,11 +92,11 @@ def checkpoint_to_resume(run_dir: Path, resume: bool | str | Path, recipe: Recip
                          say: Callable[[str], Any]) -> Path | None:
     """The checkpoint `resume` names (True: the newest that loads), checked against `recipe`; None if there is none."""
     explicit = None if resume is True else Path(resume)
+    path = pick_checkpoint(run_dir, explicit, say)
     if explicit is not None and explicit.resolve().parent != (run_dir / "checkpoints").resolve() \
             and run_marks(run_dir):
         raise ValueError(f"--resume={explicit} is not a checkpoint of out.dir={run_dir}, which holds another run; "
                          f"pick one of {run_dir / 'checkpoints'} or a new --out.dir")
-    path = pick_checkpoint(run_dir, explicit, say)
     if path is None:
         return None
     difference = recipe_difference(path, recipe)
@@ -178,3 +178,13 @@ def schedule_changes(path: Path, recipe: Recipe) -> str | None:
         return None
     return (f"--resume: the learning-rate schedule changes ({', '.join(changed)}): from the checkpoint's step on "
             f"this run follows the new one, so it does not repeat a run trained straight through with the old one")
+
+
+def follow_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, lr: float) -> None:
+    """A restored scheduler follows this recipe's peak `lr` and schedule from its step (the state held the old lr)."""
+    factor, groups = scheduler.lr_lambdas[0], scheduler.optimizer.param_groups
+    scheduler.base_lrs = [lr] * len(groups)
+    for group in groups:
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]  # noqa: SLF001 - what get_last_lr() reports

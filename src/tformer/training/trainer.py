@@ -35,6 +35,7 @@ from tformer.training.progress import RunLog, drop_rows_after
 from tformer.training.recipe import Recipe, model_config
 from tformer.training.resume import (
     checkpoint_to_resume,
+    follow_schedule,
     model_difference,
     pick_checkpoint,
     refuse_difference,
@@ -211,18 +212,9 @@ class Trainer:
         change = schedule_changes(path, self.recipe)
         if change:
             self.say(change)
-            self._follow_this_schedule()
+            follow_schedule(self.scheduler, self.recipe.train.lr)
         self.resume_from, self._restored = path, True
         return path
-
-    def _follow_this_schedule(self) -> None:
-        """This recipe's peak lr and schedule from the restored step on (the optimizer state carries the old lr)."""
-        lr, factor = self.recipe.train.lr, self.scheduler.lr_lambdas[0]
-        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = lr
-            group["lr"] = lr * factor(self.scheduler.last_epoch)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # noqa: SLF001
 
     # ---------------------------------------------------------------------------------------------- the loop
 
