@@ -32,7 +32,8 @@ def one_error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize(("flag", "named"), [
-    ("--model.config.n_layers=3", "model.config.n_layers=None in the checkpoint's recipe, 3 in this run"),
+    ("--model.config.n_layers=3",
+     "model.config.n_layers=unset (the preset's) in the checkpoint's recipe, 3 in this run"),
     ("--data.tokenizer=word", "data.tokenizer='char' in the checkpoint's recipe, 'word' in this run"),
 ])
 def test_resume_refuses_a_checkpoint_of_another_model(trained, capsys, flag, named) -> None:
@@ -109,3 +110,14 @@ def test_the_last_good_checkpoint_of_a_nan_stop_resumes_to_a_finite_loss(make_re
     assert resumed.resume_from == good and result.step == step + 3
     rows = [json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in rows if r["step"] > step)
+
+
+def test_resume_of_a_run_that_stopped_before_its_first_checkpoint_starts_its_log_again(make_recipe) -> None:
+    recipe = make_recipe("causal_lm", "--train.max_steps=2")
+    recipe.run_dir.mkdir()
+    (recipe.run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "split": "train", "loss": 9.0})
+                                                          + "\n" for s in (1, 2, 3)))
+    trainer = Trainer(recipe, resume=True)
+    assert trainer.fit().step == 2
+    rows = [json.loads(line) for line in (recipe.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2] and all(r["loss"] < 9 for r in rows)

@@ -56,6 +56,7 @@ def test_a_signal_stops_training_with_a_checkpoint_that_resumes(make_recipe, tmp
     assert train_steps == list(range(1, step + 3))
 
 
+@pytest.mark.slow  # two demo processes: ~30 s on two cores
 def test_ctrl_c_stops_the_demo_and_demo_resume_continues_it(tmp_path) -> None:
     small = ["--data.train_pairs=300", "--data.test_pairs=8", "--data.valid_pairs=8", "--train.threads=1",
              "--out.progress=lines", "--eval.every=0", "--out.log_every=1"]

@@ -127,11 +127,26 @@ def recipe_difference(path: Path, recipe: Recipe) -> str | None:
     saved, current = _as_mapping(saved_file.read_text(encoding="utf-8")), _as_mapping(to_yaml(recipe))
     pairs = [(f"{s}.{k}", _section(saved, s).get(k), _section(current, s).get(k)) for s, k in COMPARED]
     old_config, new_config = (_section(_section(m, "model"), "config") for m in (saved, current))
-    pairs += [(f"model.config.{k}", old_config.get(k), new_config.get(k)) for k in sorted({*old_config, *new_config})]
+    unset = _Unset()
+    pairs += [(f"model.config.{k}", old_config.get(k, unset), new_config.get(k, unset))
+              for k in sorted({*old_config, *new_config})]
     for name, old, new in pairs:
         if old != new:
             return f"{name}={old!r} in the checkpoint's recipe, {new!r} in this run"
     return None
+
+
+class _Unset:
+    """A model.config key one recipe leaves to the preset."""
+
+    def __repr__(self) -> str:
+        return "unset (the preset's)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Unset)
+
+    def __hash__(self) -> int:
+        return 0
 
 
 def model_difference(path: Path, config: dict[str, Any], vocab: dict[str, int] | None) -> str | None:

@@ -334,7 +334,7 @@ class Trainer:
                      f"no checkpoint in {self.run_dir / 'checkpoints'}; starting from step 0")
         if self.env.is_main:
             (self.run_dir / "recipe.yaml").write_text(to_yaml(self.recipe), encoding="utf-8")
-            if self.step:
+            if self.resume_wanted:
                 drop_rows_after(self.run_dir / "metrics.jsonl", self.step)  # the steps redone from here
         self.say(f"model: {self.model.config.family}, {self.model.num_parameters():,} parameters; "
                  f"{t.objective}, {t.max_steps} steps on {self.env.device}"
@@ -424,7 +424,6 @@ class Trainer:
         self.env.close()
         if self.lock is not None:
             self.lock.release()
-
 
 
 @contextlib.contextmanager
