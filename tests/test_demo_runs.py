@@ -35,6 +35,8 @@ def test_an_explicit_demo_folder_holding_a_run_is_refused(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out.dir=d already holds a run" in err and "--resume" in err
     assert (tmp_path / "d" / "metrics.jsonl").read_text() == before
+    assert main(["demo", "--out", "d", "--overwrite", *SMALL[1:], "--train.max_steps=1"]) == 0
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["steps"] == 1
 
 
 @pytest.mark.parametrize("other", ["recipe.yaml", "checkpoints/step-00000001/trainer.pt"])

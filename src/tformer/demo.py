@@ -28,11 +28,12 @@ DEFAULT_OUT = "runs/demo"
 
 
 def run_demo(out: str | Path | None = None, *, overrides: list[str] | None = None, resume: bool = False,
-             examples: tuple[int, ...] = EXAMPLES, say: Any = print) -> dict[str, Any]:
+             overwrite: bool = False, examples: tuple[int, ...] = EXAMPLES, say: Any = print) -> dict[str, Any]:
     """Train, evaluate on the test split, print N-best examples; returns the metrics written to metrics.json.
 
     Without `out` (and without --out.dir among the overrides) the demo runs in runs/demo and replaces its own
-    previous run there; a folder named explicitly that holds a run is refused unless `resume` continues it.
+    previous run there; a folder named explicitly that holds a run is refused unless `resume` continues it or
+    `overwrite` deletes it first.
     """
     began = time.perf_counter()
     overrides = list(overrides or [])
@@ -43,7 +44,7 @@ def run_demo(out: str | Path | None = None, *, overrides: list[str] | None = Non
     if replace:
         say(f"tformer demo: replacing the previous demo run in {recipe.run_dir} (tformer demo --out DIR keeps a run "
             f"elsewhere)")
-    trainer = Trainer(recipe, resume=resume, overwrite=replace)
+    trainer = Trainer(recipe, resume=resume, overwrite=overwrite or replace)
     try:
         return _train_and_show(trainer, examples, say, began)
     finally:

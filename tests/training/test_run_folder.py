@@ -150,3 +150,16 @@ def test_the_hint_at_the_end_names_the_command_of_the_family(make_recipe, tmp_pa
     assert main(["train", str(path)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model folder:"))
     assert hint in line and str(tmp_path / objective / "final") in line
+
+
+def test_a_lock_being_written_is_respected_and_an_old_unreadable_one_taken_over(tmp_path) -> None:
+    from tformer.training.run_folder import take_lock
+
+    (tmp_path / LOCK_NAME).write_text("")  # another run created it and is writing its pid right now
+    with pytest.raises(BlockingIOError, match="is being locked by another run starting now"):
+        take_lock(tmp_path)
+    os.utime(tmp_path / LOCK_NAME, (0, 0))  # a run killed between creating and writing it, long ago
+    lock = take_lock(tmp_path, say=lambda text: None)
+    assert str(os.getpid()) in (tmp_path / LOCK_NAME).read_text()
+    lock.release()
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -32,7 +33,7 @@ LOCK_NAME = ".tformer.lock"
 PROBE_NAME = ".tformer-write-probe"
 RUN_FILES = ("recipe.yaml", "metrics.jsonl", "metrics.json", "loss.png", "attention.html", "alignment.png")
 RUN_FOLDERS = ("checkpoints", "final", "data", "tensorboard")
-CLEARED = "recipe.yaml, metrics.jsonl, metrics.json, loss.png, checkpoints/, final/, data/, tensorboard/"
+CLEARED = ", ".join([*RUN_FILES, *(f"{name}/" for name in RUN_FOLDERS)])
 
 
 def run_marks(run_dir: Path) -> list[str]:
@@ -102,6 +103,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def _holder(path: Path) -> dict[str, Any] | None:
     """What the lock file says (pid, host, started, command), or None when it cannot be read."""
     try:
@@ -122,6 +130,9 @@ def take_lock(run_dir: Path, say: Callable[[str], Any] = print) -> RunLock:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             holder = _holder(path)
+            if holder is None and _age(path) < 10:  # just created by a run that is still writing its pid
+                raise BlockingIOError(f"out.dir={run_dir} is being locked by another run starting now ({path}); "
+                                      f"wait for it to finish or pick another --out.dir") from None
             if holder is not None and _held_by_another(holder):
                 raise BlockingIOError(
                     f"out.dir={run_dir} is in use by another run (pid {holder['pid']} on {holder.get('host')}, "
@@ -172,7 +183,8 @@ def clear_run(run_dir: Path, keep: Iterable[Path] = ()) -> list[str]:
 def refuse_held_run(run_dir: Path, marks: list[str]) -> ValueError:
     """The one-line refusal for a folder that holds a run and was given neither resume nor overwrite."""
     return ValueError(f"out.dir={run_dir} already holds a run ({', '.join(marks)}); continue it with --resume, "
-                      f"pick a new --out.dir, or pass --overwrite to delete the old run's files ({CLEARED}) first")
+                      f"pick a new --out.dir, or pass --overwrite to delete the old run first (only what a run writes: "
+                      f"{CLEARED})")
 
 
 def claim_run_folder(run_dir: Path, *, resume: bool, overwrite: bool, reads: Iterable[Path] = (),
