@@ -1,4 +1,4 @@
-"""`tformer train RECIPE [--key.sub=value ...] [--print-config] [--resume]` and `tformer recipes`."""
+"""`tformer train RECIPE [--key.sub=value ...] [--print-config] [--resume[=PATH]] [--overwrite]`, `tformer recipes`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import sys
 from tformer.training.options import OptionError, to_yaml
 from tformer.training.recipe import RECIPES_DIR, load_recipe
 
+NEXT_COMMAND = {  # what to run on the model folder a run leaves, by objective
+    "causal_lm": 'tformer generate --model {dir} "PROMPT"',
+    "seq2seq": 'tformer translate --model {dir} "SOURCE"',
+    "decoder_seq2seq": 'tformer translate --model {dir} "SOURCE"',
+    "mlm": 'tformer viz attention --model {dir} "TEXT", or tformer finetune TASK --model {dir}',
+    "mlm_nsp": 'tformer viz attention --model {dir} "TEXT", or tformer finetune TASK --model {dir}',
+}
+
 
 def _train(args: argparse.Namespace) -> None:
     recipe = load_recipe(args.recipe, args.overrides)
@@ -16,9 +24,9 @@ def _train(args: argparse.Namespace) -> None:
         return
     from tformer.training.trainer import Trainer, TrainingDiverged  # torch-heavy imports only when training
 
-    trainer = Trainer(recipe)
+    trainer = Trainer(recipe, resume=args.resume, overwrite=args.overwrite)
     try:
-        result = trainer.fit(resume=args.resume)
+        result = trainer.fit()
     except TrainingDiverged as error:  # a user-facing stop: one line, exit code 2, checkpoints kept
         raise ValueError(str(error)) from None
     finally:
@@ -26,7 +34,8 @@ def _train(args: argparse.Namespace) -> None:
     if trainer.env.is_main:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in result.eval_metrics.items())
         print(f"done: {result.step} steps in {result.seconds:.0f} s; eval {shown}")
-        print(f"model folder: {result.model_dir}  (tformer generate/translate --model {result.model_dir})")
+        print(f"model folder: {result.model_dir}  (next: "
+              f"{NEXT_COMMAND[recipe.train.objective].format(dir=result.model_dir)})")
 
 
 def _recipes(args: argparse.Namespace) -> None:
@@ -42,7 +51,12 @@ def add_training_commands(commands: argparse._SubParsersAction) -> None:
                     "(e.g. --train.max_steps=100 --model.config.n_layers=2); --print-config shows them all.")
     train.add_argument("recipe", help="a recipe file, or the name of a shipped recipe (`tformer recipes`)")
     train.add_argument("--print-config", action="store_true", help="print the full recipe with help and stop")
-    train.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
+                       help="continue the run in out.dir from its newest checkpoint that loads (--resume=PATH: from "
+                            "that checkpoint folder)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="out.dir holds an earlier run: delete its files (recipe.yaml, metrics.jsonl, loss.png, "
+                            "checkpoints/, final/, data/, tensorboard/; nothing else) and start again")
     train.set_defaults(run=_train, overrides=[], accepts_overrides=True)
     listing = commands.add_parser("recipes", help="list the shipped recipes")
     listing.set_defaults(run=_recipes)

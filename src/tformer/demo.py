@@ -14,26 +14,57 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tformer.data.synthetic import english_number, number_split
 from tformer.training.evaluate import n_best
 from tformer.training.recipe import load_recipe
+from tformer.training.run_folder import run_marks
 from tformer.training.trainer import Trainer
 from tformer.viz import capture_attention, plot_alignment, write_attention_page
 
 EXAMPLES = (259, 10_251, 756_661)  # all three from the held-out test split
+DEFAULT_OUT = "runs/demo"
 
 
-def run_demo(out: str | Path = "runs/demo", *, overrides: list[str] | None = None,
-             examples: tuple[int, ...] = EXAMPLES, say: Any = print) -> dict[str, Any]:
-    """Train, evaluate on the test split, print N-best examples; returns the metrics written to metrics.json."""
+def run_demo(out: str | Path | None = None, *, overrides: list[str] | None = None, resume: bool = False,
+             overwrite: bool = False, examples: tuple[int, ...] = EXAMPLES, say: Any = print) -> dict[str, Any]:
+    """Train, evaluate on the test split, print N-best examples; returns the metrics written to metrics.json.
+
+    Without `out` (and without --out.dir among the overrides) the demo runs in runs/demo and replaces its own
+    previous run there; a folder named explicitly that holds a run is refused unless `resume` continues it or
+    `overwrite` deletes it first.
+    """
     began = time.perf_counter()
-    recipe = load_recipe("demo-numbers", [f"--out.dir={out}", *(overrides or [])])
+    overrides = list(overrides or [])
+    chosen = out is not None or any(o.startswith("--out.dir=") for o in overrides)
+    recipe = load_recipe("demo-numbers", [f"--out.dir={out if out is not None else DEFAULT_OUT}", *overrides])
+    replace = not chosen and not resume and _holds_a_demo_run(recipe.run_dir, recipe.name)
     say("tformer demo: the Transformer (encoder-decoder) learns English -> German number phrases on this CPU.")
-    trainer = Trainer(recipe)
+    if replace:
+        say(f"tformer demo: replacing the previous demo run in {recipe.run_dir} (tformer demo --out DIR keeps a run "
+            f"elsewhere)")
+    trainer = Trainer(recipe, resume=resume, overwrite=overwrite or replace)
     try:
-        result = trainer.fit()
+        return _train_and_show(trainer, examples, say, began)
     finally:
         trainer.close()
+
+
+def _holds_a_demo_run(run_dir: Path, name: str) -> bool:
+    """Whether `run_dir` holds a run of the demo's own recipe (which the default folder may replace)."""
+    if not run_marks(run_dir):
+        return False
+    try:
+        saved = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and saved.get("name") == name
+
+
+def _train_and_show(trainer: Trainer, examples: tuple[int, ...], say: Any, began: float) -> dict[str, Any]:
+    recipe = trainer.recipe
+    result = trainer.fit()
     metrics = result.eval_metrics
     test_count = len(trainer.data.test_pairs)
     say(f"\nheld-out test numbers: {test_count:,} (never seen in training), greedy decoding")

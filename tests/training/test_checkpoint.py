@@ -25,8 +25,8 @@ def test_n_steps_resume_n_steps_equals_2n_steps_bit_for_bit(make_recipe, objecti
         first.train_step()
     first.save()
     del first
-    second = Trainer(make_recipe(objective, *flags, run="split"))
-    result = second.fit(resume=True)
+    second = Trainer(make_recipe(objective, *flags, run="split"), resume=True)
+    result = second.fit()
     assert result.step == 6
     for (name, a), b in zip(state_of(straight.model).items(), state_of(second.model).values(), strict=True):
         assert torch.equal(a, b), f"{objective}: {name} differs after resume"
@@ -49,7 +49,7 @@ def test_a_kill_during_the_write_leaves_the_previous_checkpoint(make_recipe) -> 
     assert latest_checkpoint(trainer.run_dir) == good
     model = tformer.from_pretrained(good)  # still a loadable model folder
     assert model.config.vocab_size == trainer.model.config.vocab_size
-    again = Trainer(make_recipe("causal_lm"))
+    again = Trainer(make_recipe("causal_lm"), resume=True)
     assert again.resume() == good and again.step == 1
     # the next save replaces the half-written folder
     again.train_step()

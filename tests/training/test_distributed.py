@@ -165,7 +165,7 @@ def torchrun(recipe: Path, run_dir: Path, *overrides: str, resume: bool = False)
 
 def single(recipe: Path, run_dir: Path, *overrides: str, resume: bool = False) -> Path:
     """The same recipe in this one process (the reference); returns its run folder."""
-    Trainer(load_recipe(recipe, [f"--out.dir={run_dir}", *overrides])).fit(resume=resume)
+    Trainer(load_recipe(recipe, [f"--out.dir={run_dir}", *overrides]), resume=resume).fit()
     return run_dir
 
 

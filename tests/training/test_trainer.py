@@ -19,7 +19,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_recipe
     def poisoned(model, batch, totals):
         calls["n"] += 1
         loss, sums = real_loss(model, batch, totals)
-        if calls["n"] == 3:
+        if calls["n"] == 4:
             return loss * float("nan"), {**sums, "loss_sum": sums["loss_sum"] * float("nan")}
         return loss, sums
 
@@ -27,11 +27,11 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_recipe
     with pytest.raises(TrainingDiverged) as caught:
         trainer.fit()
     message = str(caught.value)
-    assert "the loss is nan at step 3" in message and "step-00000002" in message and "--resume" in message
+    assert "the loss is nan at step 4" in message and "step-00000002" in message and "--resume" in message
     assert "\n" not in message
     good = latest_checkpoint(trainer.run_dir)
     assert good is not None and good.name == "step-00000002"
-    assert trainer.step == 2  # the poisoned step never reached the optimizer
+    assert trainer.step == 3  # the poisoned step never reached the optimizer
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 

@@ -100,31 +100,39 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Mod
                     optimizer: torch.optim.Optimizer, scheduler: Any, data_state: dict[str, Any],
                     counters: dict[str, Any], tokenizer: Tokenizer | None, recipe_yaml: str,
                     metrics: dict[str, float], env: Distributed, keep: int = 2,
-                    before_rename: Any = None) -> Path:
+                    before_rename: Any = None, rng: dict[str, Any] | None = None) -> Path:
     """Write checkpoint `step` of the run (every process calls this); returns its folder.
 
     `model` is what trains (maybe DDP / FSDP-wrapped), `inner` the TransformerModel with the config.
-    `before_rename` is called after the files are written and before the rename (tests use it to simulate a kill).
+    `rng` is this process's RNG state at the step (default: now). `before_rename` is called after the files are
+    written and before the rename (tests use it to simulate a kill). A failed write (a full or read-only disk)
+    removes the half-written folder and raises an OSError naming the checkpoint; the earlier ones stay.
     """
     final = checkpoint_dir(run_dir, step)
     tmp = final.with_name(f".{final.name}.tmp")
-    if env.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    env.barrier()
     model_state, optimizer_state = _full_state(model, optimizer, env)
-    rng_states = env.gather_to_main(rng_state())  # rank 0 alone writes, each process's RNG state included
+    rng_states = env.gather_to_main(rng or rng_state())  # rank 0 alone writes, each process's RNG state included
     if env.is_main:
-        for rank, state in enumerate(rng_states):
-            torch.save(state, tmp / f"rng-rank{rank}.pt")
-        save_model_folder(inner, tmp, model_state)
-        if tokenizer is not None:
-            tokenizer.save(tmp / "tokenizer.json")
-        (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
-        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "data": data_state,
-                    "counters": counters, "world_size": env.world_size}, tmp / "trainer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **counters, "metrics": metrics}, indent=2) + "\n")
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            for rank, state in enumerate(rng_states):
+                torch.save(state, tmp / f"rng-rank{rank}.pt")
+            save_model_folder(inner, tmp, model_state)
+            if tokenizer is not None:
+                tokenizer.save(tmp / "tokenizer.json")
+            (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+            torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "data": data_state,
+                        "counters": counters, "world_size": env.world_size}, tmp / "trainer.pt")
+            (tmp / "state.json").write_text(json.dumps({"step": step, **counters, "metrics": metrics}, indent=2)
+                                            + "\n")
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            previous = latest_checkpoint(run_dir)
+            raise OSError(error.errno, f"could not write checkpoint {final} ({error.strerror or error}); "
+                                       f"{f'the last one, {previous}, is intact' if previous else 'none was kept'}; "
+                                       f"free space on the disk or pick another --out.dir") from None
     env.barrier()
     if env.is_main:
         if before_rename is not None:

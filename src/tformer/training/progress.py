@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -38,7 +39,9 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(str(run_dir / "tensorboard"))
+                # a resumed run redoes the steps after its checkpoint: their old events go
+                self._writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step
+                                             else None)
             except ImportError:
                 self._writer = None
         mode = progress if progress != "auto" else ("bar" if self.stream.isatty() else "lines")
@@ -88,17 +91,49 @@ class RunLog:
         self._record(step, "eval", metrics)
         self.message(f"eval at step {step}: " + ", ".join(f"{k} {_short(v)}" for k, v in metrics.items()))
 
-    def close(self) -> Path | None:
-        """Close the files; write loss.png (train and eval loss against step) when matplotlib is installed."""
+    def close(self, error: BaseException | None = None) -> Path | None:
+        """Close the files; write loss.png (train and eval loss against step) when matplotlib is installed.
+
+        With `error` (the run is failing) nothing more is drawn and nothing raised: a full disk's error in flight
+        stays the one the user sees, not buried under a second failure of the plot.
+        """
         if not self.enabled:
             return None
-        if self._bar is not None:
-            self._bar.close()
-        if self._jsonl is not None:
-            self._jsonl.close()
-        if self._writer is not None:
-            self._writer.close()
-        return plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png") if self.plot else None
+        closers = [c for c in (self._bar, self._jsonl, self._writer) if c is not None]
+        for closer in closers:
+            if error is None:
+                closer.close()
+            else:
+                with contextlib.suppress(Exception):
+                    closer.close()
+        if error is not None or not self.plot:
+            return None
+        return plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+
+
+def drop_rows_after(metrics_path: Path, step: int) -> int:
+    """Remove the rows of metrics.jsonl past `step` (a resumed run logs those steps again); returns how many.
+
+    A line that is not JSON (cut off by a kill) goes too. The file is rewritten under a temporary name.
+    """
+    if not metrics_path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in metrics_path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            dropped += 1
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        tmp = metrics_path.with_name(metrics_path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        tmp.replace(metrics_path)
+    return dropped
 
 
 def _short(value: Any) -> str:
