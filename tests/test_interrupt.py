@@ -56,3 +56,19 @@ def test_cli_prints_os_errors_in_one_line(monkeypatch, capsys, error, shown):
 def _with_run(parser, run):
     parser._subparsers._group_actions[0].choices["models"].set_defaults(run=run)
     return parser
+
+
+def test_under_torchrun_only_rank_0_prints_the_interrupt(monkeypatch, capsys):
+    import tformer.cli as cli
+
+    def stopped(args):
+        raise Interrupted("interrupted at step 3: checkpoint at R/checkpoints/step-00000003, continue with --resume")
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_run(parser(), stopped))
+    monkeypatch.setenv("RANK", "1")
+    assert main(["models"]) == EXIT_CODE
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["models"]) == EXIT_CODE
+    assert "interrupted at step 3" in capsys.readouterr().err

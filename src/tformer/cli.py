@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -123,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = getattr(args, "split_overrides", split_overrides)(extra)
         args.run(args)
     except Interrupted as error:  # a clean stop on Ctrl-C / SIGTERM: the message says what was kept
-        print(f"tformer {args.command}: {error}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process stops; one says so
+            print(f"tformer {args.command}: {error}", file=sys.stderr)
         return INTERRUPTED
     except KeyboardInterrupt:
         print(f"tformer {args.command}: interrupted", file=sys.stderr)
