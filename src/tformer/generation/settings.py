@@ -66,13 +66,16 @@ def special_token(name: str, explicit: Any, model: nn.Module) -> Any:
 
 
 def warn_unused(explicit: dict[str, Any], sampling: bool, num_beams: int) -> None:
-    """A one-line warning for each explicit argument the chosen decoding ignores (as transformers warns)."""
-    if not sampling:
-        unused = [f"{name}={explicit[name]!r}" for name in ("temperature", "top_k", "top_p", "seed")
-                  if explicit.get(name) is not None]
-        if unused and not (explicit.get("do_sample") and explicit.get("temperature") == 0):
-            warnings.warn(f"{', '.join(unused)} only apply to sampling, which is off (do_sample=False): they are "
-                          "ignored; pass do_sample=True to sample", UserWarning, stacklevel=3)
-    if num_beams == 1 and explicit.get("length_penalty") is not None:
+    """A one-line warning for each explicit argument the chosen decoding ignores, as transformers warns: values
+    other than the neutral ones (temperature 1.0, top_k None or 0, top_p None or 1.0, length_penalty 1.0)."""
+    neutral = {"temperature": (None, 1.0), "top_k": (None, 0), "top_p": (None, 1.0), "seed": (None,)}
+    if not sampling and not (explicit.get("do_sample") and explicit.get("temperature") == 0):
+        unused = [f"{name}={explicit[name]!r}" for name, off in neutral.items() if explicit.get(name) not in off]
+        if unused:
+            verb = "is" if len(unused) == 1 else "are"
+            warnings.warn(f"{', '.join(unused)} {verb} used by sampling only, which is off (do_sample=False): "
+                          "ignored; pass do_sample=True (--do-sample) to sample", UserWarning, stacklevel=4)
+    if num_beams == 1 and explicit.get("length_penalty") not in (None, 1.0):
         warnings.warn(f"length_penalty={explicit['length_penalty']!r} only applies to beam search, which is off "
-                      "(num_beams=1): it is ignored; pass num_beams > 1 to use it", UserWarning, stacklevel=3)
+                      "(num_beams=1): ignored; pass num_beams > 1 (--num-beams N) to use it", UserWarning,
+                      stacklevel=4)
