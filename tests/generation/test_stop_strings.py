@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import tformer
+from tests.weights import randomize
 from tformer import ModelConfig, Tokenizer
 from tformer.generation.stop_strings import StopStrings
-from tests.weights import randomize
 
 transformers = pytest.importorskip("transformers")
 
