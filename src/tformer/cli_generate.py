@@ -108,7 +108,8 @@ def _load(args: argparse.Namespace, command: str) -> tuple[TransformerModel, Tok
     device = _device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model, tokenizer = load_model_and_tokenizer(args.model, command)
+    with _one_line_warnings(command):  # e.g. folder settings tformer does not apply
+        model, tokenizer = load_model_and_tokenizer(args.model, command)
     return model.to(device), tokenizer
 
 

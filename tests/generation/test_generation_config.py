@@ -90,3 +90,14 @@ def test_a_broken_generation_config_is_one_line(hf_folder: Path, tmp_path: Path,
     with pytest.raises(ValueError, match=named) as error:
         tformer.from_pretrained(tmp_path)
     assert "generation_config.json" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_settings_tformer_does_not_apply_are_named_and_kept(hf_folder: Path, tmp_path: Path) -> None:
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((hf_folder / name).read_bytes())
+    settings = json.loads((hf_folder / "generation_config.json").read_text()) | {"suppress_tokens": [3]}
+    (tmp_path / "generation_config.json").write_text(json.dumps(settings))
+    with pytest.warns(UserWarning, match="sets suppress_tokens, which tformer.generate does not apply"):
+        model = tformer.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["suppress_tokens"] == [3]
