@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from pathlib import Path
 
@@ -119,7 +121,106 @@ def test_generate_with_beams_prints_ranked_sequences(capsys: pytest.CaptureFixtu
     assert scores == pytest.approx(expected.scores.tolist(), abs=1e-3)
 
 
+@pytest.mark.parametrize("flags, kwargs", [
+    (["--repetition-penalty", "1.7"], dict(repetition_penalty=1.7)),
+    (["--no-repeat-ngram-size", "2"], dict(no_repeat_ngram_size=2)),
+    (["--min-new-tokens", "6"], dict(min_new_tokens=6)),
+    (["--forced-eos-token-id", "7"], dict(forced_eos_token_id=7)),
+    (["--forced-bos-token-id", "9"], dict(forced_bos_token_id=9)),
+    (["--num-beams", "3", "--repetition-penalty", "1.5", "--no-repeat-ngram-size", "3"],
+     dict(num_beams=3, repetition_penalty=1.5, no_repeat_ngram_size=3)),
+], ids=["repetition", "ngram", "min-new", "forced-eos", "forced-bos", "beams"])
+def test_generation_controls_reach_generate(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
+                                            flags: list[str], kwargs: dict[str, object]) -> None:
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "10", *flags)
+    assert code == 0 and err == ""
+    tok, expected = _library(gpt_dir, "the lazy", max_new_tokens=10, **kwargs)
+    assert out == tok.decode(expected.sequences[0]) + "\n"
+    _, plain = _library(gpt_dir, "the lazy", max_new_tokens=10)
+    if not {"forced_bos_token_id", "min_new_tokens"} & set(kwargs):  # (BOS: a prompt of several tokens)
+        assert not torch.equal(plain.sequences, expected.sequences)  # each control changes this model's output
+
+
+def test_generate_stops_at_a_stop_string(capsys: pytest.CaptureFixture[str], gpt_dir: Path) -> None:
+    tok, plain = _library(gpt_dir, "the lazy", max_new_tokens=12, eos_token_id=[])
+    new = tok.decode(plain.sequences[0, len(tok.encode("the lazy")):])
+    stop = new[3:5]
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "12",
+                          "--stop", stop)
+    assert code == 0 and err == ""
+    _, expected = _library(gpt_dir, "the lazy", max_new_tokens=12, stop_strings=[stop], tokenizer=tok)
+    assert out == tok.decode(expected.sequences[0]) + "\n"
+    assert stop in out and len(out) < len(tok.decode(plain.sequences[0])) + 1
+
+
+def test_prompt_dash_reads_standard_input(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Café? The\n"))
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, "-", "--max-new-tokens", "6")
+    assert code == 0 and err == ""
+    tok, expected = _library(gpt_dir, "Café? The", max_new_tokens=6)
+    assert out == tok.decode(expected.sequences[0]) + "\n"
+
+
+def test_device_and_threads(capsys: pytest.CaptureFixture[str], gpt_dir: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        code, out, err = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "6",
+                              "--device", "cpu", "--threads", "1")
+        assert code == 0 and err == "" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    tok, expected = _library(gpt_dir, "the lazy", max_new_tokens=6)
+    assert out == tok.decode(expected.sequences[0]) + "\n"
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--seed", "3"], r"seed=3 is used by sampling only"),
+    (["--temperature", "0.7", "--top-p", "0.9"], r"temperature=0.7, top_p=0.9 are used by sampling only"),
+    (["--length-penalty", "0.5"], r"length_penalty=0.5 only applies to beam search"),
+], ids=["seed", "temperature", "length-penalty"])
+def test_flags_the_decoding_ignores_warn_in_one_line(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
+                                                      flags: list[str], named: str) -> None:
+    code, out, err = _run(capsys, "generate", "--model", gpt_dir, "the lazy", "--max-new-tokens", "6", *flags)
+    assert code == 0
+    assert err.count("\n") == 1 and err.startswith("tformer generate: warning: ") and re.search(named, err), err
+    tok, expected = _library(gpt_dir, "the lazy", max_new_tokens=6)
+    assert out == tok.decode(expected.sequences[0]) + "\n"  # the command still runs, greedily
+
+
 # ----------------------------------------------------------------------------- translate
+
+
+@pytest.fixture(scope="module")
+def td_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A T-D (decoder_seq2seq) model trained a few steps by the Trainer: its final/ folder."""
+    from tformer.training import Trainer, load_recipe
+
+    out = tmp_path_factory.mktemp("td") / "run"
+    recipe = load_recipe({
+        "name": "td", "model": {"preset": "gpt2-tiny"},
+        "data": {"corpus": "numbers", "train_pairs": 200, "valid_pairs": 8, "test_pairs": 8, "tokenizer": "bpe",
+                 "vocab_size": 320, "batch_size": 8, "max_length": 64},
+        "train": {"objective": "decoder_seq2seq", "max_steps": 4, "lr": 3e-3, "warmup_steps": 1, "threads": 1,
+                  "device": "cpu"},
+        "eval": {"every": 0, "batches": 1, "bleu": False},
+        "out": {"dir": str(out), "progress": "none", "tensorboard": False, "plot": False, "log_every": 1}}, [])
+    return Trainer(recipe).fit().model_dir
+
+
+def test_translate_with_a_decoder_only_seq2seq_model(capsys: pytest.CaptureFixture[str], td_run: Path) -> None:
+    """translate builds source [SEP] for a T-D folder (its generation_config.json says so) and prints the target."""
+    from tformer.training.evaluate import translate
+
+    assert json.loads((td_run / "generation_config.json").read_text())["tformer_source_separator"] == "[SEP]"
+    code, out, err = _run(capsys, "translate", "--model", td_run, "one hundred and five", "--max-new-tokens", "8")
+    assert code == 0 and err == ""
+    tok, model = Tokenizer.from_file(td_run), tformer.from_pretrained(td_run)
+    ids = [*tok.encode("one hundred and five", add_special_tokens=False), tok.token_to_id("[SEP]")]
+    expected = tformer.generate(model, torch.tensor([ids]), max_new_tokens=8)
+    assert out == tok.decode(expected[0, len(ids):]) + "\n"
+    assert out.strip() == translate(model, tok, ["one hundred and five"], decoder_only=True,
+                                    device=torch.device("cpu"), max_new_tokens=8)[0].strip()
 
 
 def test_translate_prints_the_translation(capsys: pytest.CaptureFixture[str], translator_dir: Path) -> None:
@@ -181,6 +282,17 @@ ERRORS = {  # case: (command line, where {gpt}, {translator}, {bert}, {no_tokeni
     "empty sentence": (["translate", "--model", "{translator}", ""], r"the sentence is empty"),
     "no tokenizer": (["generate", "--model", "{no_tokenizer}", "the"], r"no-tokenizer\w*/tokenizer.json' is missing"),
     "bad sampling flag": (["generate", "--model", "{gpt}", "the", "--do-sample", "--top-p", "1.5"], r"top_p=1.5"),
+    "repetition penalty 0": (["generate", "--model", "{gpt}", "the", "--repetition-penalty", "0"],
+                             r"--repetition-penalty=0.0 must be > 0"),
+    "negative ngram": (["generate", "--model", "{gpt}", "the", "--no-repeat-ngram-size", "-1"],
+                       r"--no-repeat-ngram-size=-1 must be >= 0"),
+    "min above max": (["generate", "--model", "{gpt}", "the", "--min-new-tokens", "9", "--max-new-tokens", "4"],
+                      r"--min-new-tokens=9 is more than --max-new-tokens=4"),
+    "empty stop": (["generate", "--model", "{gpt}", "the", "--stop", ""], r"--stop='' is empty"),
+    "forced eos outside": (["translate", "--model", "{translator}", "one", "--forced-eos-token-id", "9999"],
+                           r"forced_eos_token_id=9999 is outside the vocabulary"),
+    "zero threads": (["generate", "--model", "{gpt}", "the", "--threads", "0"], r"--threads=0 must be at least 1"),
+    "bad device": (["generate", "--model", "{gpt}", "the", "--device", "tpu9"], r"--device='tpu9' is not a device"),
 }
 
 

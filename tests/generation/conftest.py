@@ -48,14 +48,15 @@ def _marian() -> Any:
         vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=MAX_POSITIONS,
         activation_function="swish", scale_embedding=True, pad_token_id=1, eos_token_id=0,
-        decoder_start_token_id=1, forced_eos_token_id=None)
-    model = transformers.MarianMTModel(config)
-    with torch.no_grad():
-        model.final_logits_bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
-    return model
+        decoder_start_token_id=1)  # forced_eos_token_id: MarianConfig's default (0), as real Marian models have
+    return transformers.MarianMTModel(config)
 
 
 MAKERS = {"gpt2": _gpt2, "openai-gpt": _gpt1, "marian": _marian}
+# Weight seeds and scales of the random models. At seed 0, scale 0.2 (and its old final_logits_bias) the Marian
+# model wrote one token for every source and position; at seed 3, scale 0.5 its greedy outputs differ between the
+# two sources and along a row (test_fixture_outputs_vary checks this for all three).
+WEIGHTS = {"gpt2": (0, 0.2), "openai-gpt": (0, 0.2), "marian": (3, 0.5)}
 
 
 def _inputs(name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,11 +72,11 @@ def _inputs(name: str) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="package", params=list(MAKERS), ids=list(MAKERS))
 def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Pair:
     name: str = request.param
-    reference = randomize(MAKERS[name]().eval(), seed=0)
+    seed, std = WEIGHTS[name]
+    reference = randomize(MAKERS[name]().eval(), seed=seed, std=std)
     folder = tmp_path_factory.mktemp(f"generation-{name}")
     reference.save_pretrained(folder)
     auto = transformers.MarianMTModel if name == "marian" else transformers.AutoModelForCausalLM
+    # Both read the folder's generation_config.json (Marian's forced_eos_token_id included) as their defaults.
     theirs = auto.from_pretrained(folder).eval()
-    # transformers' generate must apply no processor of its own: only what each test passes explicitly.
-    theirs.generation_config = transformers.GenerationConfig(decoder_start_token_id=1 if name == "marian" else None)
     return Pair(name, theirs, tformer.from_pretrained(folder), *_inputs(name))

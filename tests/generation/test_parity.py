@@ -1,7 +1,7 @@
 """Same tokens and scores as `transformers`' generate: greedy decoding, beam search / N-best, sampling.
 
-Every argument that matters is passed to both libraries explicitly; the transformers model has an empty
-GenerationConfig (conftest), so none of its own processors (min_length, forced_eos, bad words...) apply.
+Every argument that matters is passed to both libraries explicitly; beyond those, both read the folder's
+generation_config.json (conftest), so the Marian cases run with its forced_eos_token_id=0 in both.
 """
 
 from __future__ import annotations

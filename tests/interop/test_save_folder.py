@@ -91,7 +91,7 @@ def test_weights_get_the_same_mode_as_the_other_files(model, tmp_path: Path, uma
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {"config.json": 0o666 & ~umask, "model.safetensors": 0o666 & ~umask,
-                     "tokenizer.json": 0o666 & ~umask}
+                     "generation_config.json": 0o666 & ~umask, "tokenizer.json": 0o666 & ~umask}
 
 
 def test_full_disk_while_writing_the_tokenizer_is_one_line(model, tmp_path: Path, monkeypatch) -> None:

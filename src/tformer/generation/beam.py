@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from tformer.generation.processors import Processor, apply_processors
 from tformer.generation.state import DecoderState
 
 NEG = -1.0e9  # "impossible" score, as in transformers (finite, so sums of it stay comparable)
@@ -28,9 +29,13 @@ def beam_search(
     state: DecoderState, *, batch_size: int, num_beams: int, max_new_tokens: int, eos: Tensor, fill: int,
     length_penalty: float, early_stopping: bool | str, num_return_sequences: int,
     warp: Callable[[Tensor], Tensor] | None = None, generator: torch.Generator | None = None,
+    processors: list[Processor] | None = None, stop: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Beam search (with `warp`: beam sampling) over rows = batch_size * num_beams copies of each input.
 
+    `processors` (logits processors) apply to the log-probabilities before `warp`, as in transformers; a
+    candidate ends with an end token, at the last step, or when `stop(tokens)` (rows,) says its text just ended
+    in a stop string.
     Returns the num_return_sequences best finished hypotheses of each input, best first: sequences
     (batch_size * num_return_sequences, prompt + longest new length), shorter ones padded with `fill`, and
     their length-normalised scores (batch_size * num_return_sequences,).
@@ -56,6 +61,8 @@ def beam_search(
     for step in range(max_new_tokens):
         cur_len = prompt_len + step
         log_probs = state.next_logits().log_softmax(dim=-1)  # (rows, vocab)
+        if processors:
+            log_probs = apply_processors(processors, state.tokens, log_probs)
         if warp is not None:
             log_probs = warp(log_probs)
         vocab = log_probs.size(-1)
@@ -73,6 +80,8 @@ def beam_search(
         candidates = torch.cat([running.gather(1, parents[:, :, None].expand(-1, -1, cur_len)),
                                 tokens[:, :, None]], dim=2)  # (batch, keep, cur_len + 1)
         ended = torch.isin(tokens, eos) | (cur_len + 1 >= max_len)
+        if stop is not None:
+            ended |= stop(candidates.flatten(0, 1)).view(batch_size, keep)
 
         # The next running beams: the best num_beams candidates that did not end.
         alive_scores = scores + ended.float() * NEG

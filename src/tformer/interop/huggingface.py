@@ -21,6 +21,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from tformer.config import ModelConfig
+from tformer.interop.generation_config import FILE as GENERATION_CONFIG
+from tformer.interop.generation_config import attach_generation_config, generation_config_text
 from tformer.interop.hf_config import config_to_hf
 from tformer.interop.model_folder import (
     apply_overrides,
@@ -280,11 +282,12 @@ def from_pretrained(path: str | PathLike[str], **overrides: object) -> Transform
     if config.task is not None and config.task != saved_task:  # a new head on the saved backbone
         backbone = build_model(config.replace(task=None))
         load_checkpoint_into(backbone, checkpoint, model_type)
-        return with_task_head(backbone, config.task, num_labels=config.num_labels, id2label=config.id2label,
-                              problem_type=config.problem_type).eval()
+        return attach_generation_config(with_task_head(
+            backbone, config.task, num_labels=config.num_labels, id2label=config.id2label,
+            problem_type=config.problem_type).eval(), folder, hf_config)
     model = build_model(config)
     load_checkpoint_into(model, checkpoint, model_type)
-    return model.eval()
+    return attach_generation_config(model.eval(), folder, hf_config)
 
 
 def model_type_of(config: ModelConfig) -> str:
@@ -333,6 +336,9 @@ def save_pretrained(model: TransformerModel, path: str | PathLike[str],
     _write_atomically(folder / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     _write_atomically(folder / "config.json",
                       lambda tmp: tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n"))
+    generation_text = generation_config_text(model, hf_config)
+    if generation_text is not None:
+        _write_atomically(folder / GENERATION_CONFIG, lambda tmp: tmp.write_text(generation_text, encoding="utf-8"))
     if tokenizer is not None:
         _save_tokenizer(tokenizer, folder / "tokenizer.json")
 

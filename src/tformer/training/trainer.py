@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tformer.interop.generation_config import mark_decoder_seq2seq
 from tformer.interop.huggingface import from_pretrained
 from tformer.interrupt import Interrupted, StopRequests, stop_requests
 from tformer.models import build_model
@@ -351,6 +352,8 @@ class Trainer:
             raise
         log.close()
         model_dir = self.run_dir / "final"
+        if self.recipe.train.objective == "decoder_seq2seq":  # its generation_config.json tells translate so
+            mark_decoder_seq2seq(self.model)
         if self.env.is_main:
             model_dir.mkdir(parents=True, exist_ok=True)
             if not self.env.enabled:
