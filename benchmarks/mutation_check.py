@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(f"stale: {line}", file=sys.stderr)
         return 2
+    begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tformer-mutation-") as work:
         copy = Path(work) / "src"
         shutil.copytree(ROOT / "src", copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     missed = [m.name for m, outcome, _ in rows if outcome != "failed"]
-    print(f"\n{len(rows) - len(missed)} of {len(rows)} mutations caught" + (f"; not: {', '.join(missed)}" if missed
-                                                                             else ""))
+    print(f"\n{len(rows) - len(missed)} of {len(rows)} mutations caught in {time.perf_counter() - begin:.0f} s"
+          + (f"; not caught: {', '.join(missed)}" if missed else ""))
     return 1 if missed else 0
 
 

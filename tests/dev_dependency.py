@@ -22,7 +22,7 @@ def missing(reason: str) -> None:
     """Skip with `reason`, or fail with it under CI=true."""
     if in_ci():
         pytest.fail(f"CI=true and {reason}; CI must run this test: install what it needs", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def import_dev(module: str, reason: str | None = None) -> ModuleType:
