@@ -1,5 +1,6 @@
 # make demo  - create .venv, install tformer, run the demo
 # make test  - create .venv, install tformer with the dev extras, run the test suite
+# make mutation - apply deliberate bugs to a copy of src/ one at a time; each must make its tests fail
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ PIP := $(PY) -m pip
 # build); elsewhere pip resolves the project's normal `torch>=2.4`.
 LOCAL_TORCH := $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl)
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo test lint mutation install install-dev clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ demo: install
 
 test: install-dev
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+
+mutation: install-dev
+	$(PY) benchmarks/mutation_check.py
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

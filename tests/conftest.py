@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .dev_dependency import missing
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -19,7 +21,7 @@ DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 @pytest.fixture
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        pytest.skip(f"the shared data folder {DATA_DIR} is absent (CI has it)")
+        missing(f"the shared data folder {DATA_DIR} is absent (CI has it)")
     return DATA_DIR
 
 

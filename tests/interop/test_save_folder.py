@@ -15,6 +15,8 @@ import tformer
 from tformer import Tokenizer
 from tformer.config import ModelConfig
 
+from ..dev_dependency import import_dev
+
 
 @pytest.fixture
 def model() -> tformer.TransformerModel:
@@ -106,7 +108,7 @@ def test_full_disk_while_writing_the_tokenizer_is_one_line(model, tmp_path: Path
 
 
 def test_a_tokenizer_of_another_library_is_refused_before_writing(model, tmp_path: Path) -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = import_dev("transformers")
     tokenizer = Tokenizer.train(iter(["hello world"] * 3), kind="char")
     theirs = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend)
     with pytest.raises(ValueError, match=r"tokenizer is a \w+, but save_pretrained writes a "

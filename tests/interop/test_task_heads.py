@@ -15,7 +15,9 @@ from tests.conftest import randomize
 from tformer.config import ModelConfig
 from tformer.tasks.inputs import add_gpt_special_tokens
 
-transformers = pytest.importorskip("transformers")
+from ..dev_dependency import import_dev
+
+transformers = import_dev("transformers")
 
 TOLERANCE = 1e-5
 HF_CLASSES = {

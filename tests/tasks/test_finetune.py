@@ -16,7 +16,7 @@ import torch
 import tformer
 from tformer.models import MultipleChoice, QuestionAnswering, SequenceClassification, TokenClassification
 from tformer.tasks.encoding import task_encoder
-from tformer.tasks.finetune import FinetuneOptions, evaluate, evaluate_dev, finetune, length_grouped_order
+from tformer.tasks.finetune import FinetuneOptions, evaluate, evaluate_dev, finetune, length_grouped_order, score
 from tformer.tasks.readers import NERSentence, QAExample
 from tformer.tasks.registry import get_task
 from tformer.tokenization import Tokenizer
@@ -238,3 +238,52 @@ def test_device_is_chosen_recorded_and_checked(folders, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(OptionError, match=r"--device='cuda' but this machine has no CUDA device; use --device=cpu"):
             evaluate("sst2", tmp_path / "cpu", folders["data"], device="cuda")
+
+
+def _forward_one_by_one(source: Path | tuple, rows: list[list[str]]) -> list[torch.Tensor]:
+    """Logits of each (text,) or (text_a, text_b) row, encoded alone as [CLS] A [SEP] (B [SEP]), no batching;
+    `source` is a model folder or (model, tokenizer)."""
+    if isinstance(source, Path):
+        source = tformer.from_pretrained(source).eval(), Tokenizer.from_file(source)
+    model, tok = source
+    logits = []
+    with torch.no_grad():
+        for row in rows:
+            encoding = tok.backend.encode(*row)
+            out = model(torch.tensor([encoding.ids]), token_type_ids=torch.tensor([encoding.type_ids]))
+            logits.append(out.logits[0])
+    return logits
+
+
+def _dev_rows(folders: dict[str, Path], name: str) -> list[dict[str, str]]:
+    import csv
+
+    with open(folders["data"] / f"glue/{name}/dev.tsv", encoding="utf-8", newline="") as file:
+        return list(csv.DictReader(file, delimiter="\t"))
+
+
+def test_reported_metrics_equal_an_independent_computation(folders, tmp_path):
+    """Accuracy and Pearson recomputed from the dev files, one example at a time, with numpy's own formulas."""
+    import numpy as np
+
+    result, _ = _run(folders, "sst2", "bert", tmp_path / "sst2", "--epochs=15", "--lr=3e-3", "--batch_size=16")
+    rows = _dev_rows(folders, "SST-2")
+    logits = _forward_one_by_one(tmp_path / "sst2", [[r["sentence"]] for r in rows])
+    predicted = [int(t.argmax()) for t in logits]
+    right = sum(p == int(r["label"]) for p, r in zip(predicted, rows, strict=True))
+    assert 0.5 < right / len(rows) < 1.0 or len(set(predicted)) == 2  # a score that can tell a class swap
+    assert result.metrics["accuracy"] == pytest.approx(right / len(rows))
+
+    # STS-B's toy scores cannot be learnt in a few steps (the model predicts their mean), so score a model with
+    # random weights whose outputs differ by example, through the function that reports the fine-tuning metrics
+    _run(folders, "stsb", "bert", tmp_path / "stsb", "--max_steps=1")
+    model = randomize(tformer.from_pretrained(tmp_path / "stsb"), seed=0, scale=1.0)
+    tok = Tokenizer.from_file(tmp_path / "stsb")
+    reported = score(task_encoder(get_task("stsb"), model, tok, 64, 16), get_task("stsb"),
+                     get_task("stsb").read("dev", folders["data"]), batch_size=5)
+    rows = _dev_rows(folders, "STS-B")
+    scores = [float(t[0]) for t in _forward_one_by_one((model, tok), [[r["sentence1"], r["sentence2"]]
+                                                                      for r in rows])]
+    wanted = [float(r["score"]) for r in rows]
+    assert np.std(scores) > 0.01 and np.std(wanted) > 0.1  # scores that vary: batching noise cannot move r
+    assert reported["pearson"] == pytest.approx(float(np.corrcoef(scores, wanted)[0, 1]), abs=1e-4)

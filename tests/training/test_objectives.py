@@ -66,7 +66,7 @@ def test_mlm_and_nsp_batches_reach_the_model_as_specified(make_recipe, monkeypat
 def test_mlm_masks_fifteen_percent_80_10_10(make_recipe) -> None:
     trainer = Trainer(make_recipe("mlm", "--data.batch_size=64"))
     tok = trainer.data.tokenizer
-    chosen = masked = total = 0
+    chosen = masked = unchanged = total = 0
     for _ in range(30):
         batch = trainer.data.train.next_batch()
         candidates = (batch["attention_mask"] == 1) & (batch["input_ids"] != tok.cls_token_id) & \
@@ -74,9 +74,16 @@ def test_mlm_masks_fifteen_percent_80_10_10(make_recipe) -> None:
         picked = batch["labels"] != IGNORE_INDEX
         total += int(candidates.sum())
         chosen += int(picked.sum())
-        masked += int((batch["input_ids"][picked] == tok.mask_token_id).sum())
+        shown, wanted = batch["input_ids"][picked], batch["labels"][picked]
+        masked += int((shown == tok.mask_token_id).sum())
+        unchanged += int((shown == wanted).sum())
+    random_ = chosen - masked - unchanged  # neither [MASK] nor the original: a random token
+    assert chosen > 3000  # the rates below then have a standard deviation of ~0.005: 0.02 is 4 of them
     assert abs(chosen / total - 0.15) < 0.02
-    assert abs(masked / chosen - 0.8) < 0.04
+    assert abs(masked / chosen - 0.8) < 0.03
+    # a random draw equals the original with probability ~1/90 here (0.001 of the chosen): unchanged absorbs it
+    assert abs(random_ / chosen - 0.1) < 0.02
+    assert abs(unchanged / chosen - 0.1) < 0.02
 
 
 def test_decoder_seq2seq_loss_covers_the_target_only(make_recipe) -> None:

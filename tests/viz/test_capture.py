@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -76,7 +78,50 @@ def test_encoder_decoder_views_with_a_given_target(translator: tuple) -> None:
     assert cross.weights.shape == (config.decoder_layers, config.n_heads, 5, 3)
     for view in views:
         _rows_sum_to_one(view.weights)
+        assert np.ptp(view.weights, axis=-1).max() > 0.05  # not uniform rows: a wrong weight would show
     assert np.all(np.triu(decoder.weights, k=1) == 0)
+    source, target = torch.tensor([tok.encode("one two three")]), torch.tensor([[tok.bos_token_id, *tok.encode(
+        "eins zwei drei", add_special_tokens=False), tok.eos_token_id]])
+    encoder_expected, decoder_expected, cross_expected = _encoder_decoder_weights(model, source, target)
+    np.testing.assert_allclose(encoder.weights, encoder_expected, atol=1e-5)
+    np.testing.assert_allclose(decoder.weights, decoder_expected, atol=1e-5)
+    np.testing.assert_allclose(cross.weights, cross_expected, atol=1e-5)
+
+
+def _softmax_of_scores(attention: torch.nn.Module, queries: torch.Tensor, keys: torch.Tensor,
+                       causal: bool = False) -> np.ndarray:
+    """softmax(q k^T / sqrt(d_head)) per head, from the layer's projections: (heads, queries, keys)."""
+    if attention.cross:
+        q, k = attention.q_proj(queries), attention.kv_proj(keys).chunk(2, dim=-1)[0]
+    else:
+        q, k, _ = attention.qkv_proj(queries).chunk(3, dim=-1)
+    heads = attention.n_heads
+    q, k = (t[0].view(t.shape[1], heads, -1).transpose(0, 1) for t in (q, k))
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.softmax(scores, dim=-1).numpy()
+
+
+def _encoder_decoder_weights(model, source: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """Each layer's attention recomputed from its input hidden state (normed first in a pre-norm block)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(source, decoder_input_ids=target, output_hidden_states=True)
+        encoder, decoder, cross = [], [], []
+        for block, h in zip(model.encoder_blocks, out.encoder_hidden_states, strict=False):
+            residual = block.self_attention_residual
+            normed = residual.norm(h) if residual.pre_norm else h
+            encoder.append(_softmax_of_scores(block.self_attention, normed, normed))
+        for block, h in zip(model.decoder_blocks, out.decoder_hidden_states, strict=False):
+            residual = block.self_attention_residual
+            normed = residual.norm(h) if residual.pre_norm else h
+            decoder.append(_softmax_of_scores(block.self_attention, normed, normed, causal=True))
+            after_self, _ = residual(h, lambda x, block=block: block.self_attention(x, is_causal=True))
+            residual = block.cross_attention_residual
+            queries = residual.norm(after_self) if residual.pre_norm else after_self
+            cross.append(_softmax_of_scores(block.cross_attention, queries, out.encoder_last_hidden_state))
+    return np.stack(encoder), np.stack(decoder), np.stack(cross)
 
 
 def test_encoder_decoder_without_a_target_reads_its_greedy_translation(translator: tuple) -> None:

@@ -10,7 +10,9 @@ import pytest
 from tformer.cli import main
 from tformer.viz.attention_maps import heatmap_size
 
-image = pytest.importorskip("matplotlib.image", reason="the viz extra (matplotlib) is not installed")
+from ..dev_dependency import import_dev
+
+image = import_dev("matplotlib.image", reason="the viz extra (matplotlib) is not installed")
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:

@@ -14,6 +14,8 @@ import torch
 
 from tformer.viz.page import AttentionView, attention_page_html, write_attention_page
 
+from ..dev_dependency import import_dev, missing
+
 XSS = "<script>alert(1)</script>"
 IMG_XSS = '<img src=x onerror="alert(2)">'
 LAYERS, HEADS = 2, 3
@@ -124,11 +126,9 @@ def find_chromium() -> str | None:
 def browser():
     executable = find_chromium()
     if executable is None:
-        pytest.skip("no Chromium found (install Debian's `chromium` or set TFORMER_CHROMIUM): browser tests skip")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not importable (pip install playwright): browser tests skip")
+        missing("no Chromium found (install Debian's `chromium` or set TFORMER_CHROMIUM): browser tests skip")
+    sync_playwright = import_dev("playwright.sync_api", "playwright is not importable (pip install playwright): "
+                                 "browser tests skip").sync_playwright
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield browser

