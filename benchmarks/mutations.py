@@ -99,7 +99,25 @@ MUTATIONS: list[Mutation] = [
         "tformer/training/checkpoint.py",
         'own = path / f"rng-rank{env.rank}.pt"',
         'own = path / "rng-rank0.pt"',
-        ("tests/training/test_distributed.py",), "stopped_and_resumed"),
+        ("tests/training/test_checkpoint.py", "tests/training/test_distributed.py"), "own_rng or dropout"),
+    Mutation(
+        "one-dropout-stream", "under torchrun every process draws the same dropout masks (one seed for all)",
+        "tformer/training/trainer.py",
+        "self._seed((t.seed + 1 + self.env.rank) % 2**32)",
+        "self._seed(t.seed)",
+        ("tests/training/test_distributed.py",), "dropout and ddp"),
+    Mutation(
+        "fp16-scaler-not-restored", "an fp16 resume starts a fresh gradient scaler (the saved loss scale ignored)",
+        "tformer/training/trainer.py",
+        'self.scaler.load_state_dict(state["scaler"])',
+        "pass",
+        ("tests/training/test_checkpoint.py",), "fp16"),
+    Mutation(
+        "cuda-rng-not-restored", "a resume leaves the CUDA generators where they are",
+        "tformer/training/checkpoint.py",
+        'torch.cuda.set_rng_state_all(state["cuda"])',
+        "pass",
+        ("tests/training/test_checkpoint.py",), "cuda"),
     Mutation(
         "attention-scale", "scores divided by d_k instead of sqrt(d_k)",
         "tformer/layers/attention.py",

@@ -320,3 +320,29 @@ def test_fsdp_stopped_and_resumed_equals_the_uninterrupted_run(work: Path, seq2s
     assert_rank0_alone_wrote_and_logged(resumed)
     assert_same_trajectory(run, seq2seq_fsdp.run_dir, tolerance=0.0)
     assert_same_weights(run / "final", seq2seq_fsdp.run_dir / "final", tolerance=0.0)
+
+
+# ------------------------------------------------------------------------------ resume with dropout: per-rank RNG
+
+DROPOUT = ("--model.config.dropout=0.2", "--model.config.attention_dropout=0.2", "--train.max_steps=4",
+           "--train.grad_accum=1", "--eval.every=0", "--eval.batches=1")
+
+
+def rng_of(checkpoint: Path, rank: int) -> torch.Tensor:
+    return torch.load(checkpoint / f"rng-rank{rank}.pt", weights_only=True)["torch"]
+
+
+@pytest.mark.slow  # torchrun launches: ~15 s each on two cores
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_resumed_with_dropout_equals_the_uninterrupted_run(work: Path, strategy: str) -> None:
+    # each process has its own dropout stream and takes back its own at resume; if one took another's, its masks
+    # (and so the gradients) after the resume would differ from the uninterrupted run's
+    flags = (f"--train.distributed={strategy}", *DROPOUT)
+    whole = torchrun(work / "gpt.yaml", work / f"dropout-{strategy}", *flags).run_dir
+    step2 = whole / "checkpoints" / "step-00000002"
+    assert not torch.equal(rng_of(step2, 0), rng_of(step2, 1)), "both processes drew the same dropout masks"
+    run = stopped_at(whole, 2, work / f"dropout-{strategy}-resumed")
+    resumed = torchrun(work / "gpt.yaml", run, *flags, resume=True)
+    assert "resuming from" in resumed.out[0] and "step-00000002" in resumed.out[0], str(resumed)
+    assert_same_trajectory(run, whole, tolerance=0.0)
+    assert_same_weights(run / "final", whole / "final", tolerance=0.0)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
+import torch
 
 from tformer.config import ModelConfig
 from tformer.models import build_model
-from tformer.training.optim import build_optimizer, decay_groups, lr_multiplier
+from tformer.training.checkpoint import restore_optimizer
+from tformer.training.distributed import Distributed
+from tformer.training.optim import build_optimizer, build_scheduler, decay_groups, lr_multiplier
 
 
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "bert-tiny", "transformer-tiny"])
@@ -60,3 +64,43 @@ def test_linear_and_constant() -> None:
     constant = lr_multiplier("constant", max_steps=10, warmup_steps=0, lr=1.0)
     assert all(constant(s) == 1.0 for s in range(12))
     assert math.isclose(lr_multiplier("constant", max_steps=10, warmup_steps=4, lr=1.0)(1), 0.4)
+
+
+def adamw_steps(fused: bool, steps: int, saved: bytes | None = None) -> tuple[torch.nn.Module, bytes]:
+    """`steps` AdamW steps (warmup + cosine) of a tiny GPT on fixed batches, from an optimizer state when given."""
+    torch.manual_seed(0)  # no biases: softmax ignores the key bias, whose rounding-level gradients Adam (dividing by
+    # sqrt(v)) turns into full steps of either sign, in either kernel
+    model = build_model(ModelConfig.preset("gpt2-tiny", dropout=0.0, attention_dropout=0.0, bias=False))
+    optimizer = build_optimizer(model, lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+    assert bool(optimizer.defaults.get("fused")) == fused
+    scheduler = build_scheduler(optimizer, "cosine", max_steps=6, warmup_steps=2, lr=3e-3)
+    batches = torch.randint(0, model.config.vocab_size, (6, 2, 12), generator=torch.Generator().manual_seed(1))
+    start = 0
+    if saved is not None:  # as a resume does: weights, then the optimizer state read back from the file
+        model.load_state_dict(torch.load(io.BytesIO(saved), weights_only=True)["model"])
+        state = torch.load(io.BytesIO(saved), map_location="cpu", weights_only=True)
+        restore_optimizer(model, optimizer, state["optimizer"], Distributed())
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["step"]
+    for step in range(start, start + steps):
+        model(batches[step], labels=batches[step]).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": start + steps}, buffer)
+    return model, buffer.getvalue()
+
+
+def test_fused_adamw_on_cpu_steps_and_resumes_as_the_plain_one() -> None:
+    # the kernel the trainer uses on CUDA, run where torch offers it on CPU: the same updates as the plain AdamW
+    # (to rounding), and a resume from its saved state continues it exactly
+    fused, _ = adamw_steps(True, 6)
+    plain, _ = adamw_steps(False, 6)
+    for (name, a), b in zip(fused.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    _, at_3 = adamw_steps(True, 3)
+    resumed, _ = adamw_steps(True, 3, saved=at_3)
+    for (name, a), b in zip(fused.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -16,6 +16,8 @@ from tformer.training.checkpoint import list_checkpoints
 from tformer.training.options import to_yaml
 from tformer.training.run_folder import LOCK_NAME
 
+from ..dev_dependency import import_dev
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -126,7 +128,7 @@ def test_a_second_run_on_a_locked_folder_names_the_process(recipe_file, tmp_path
 
 
 def test_a_full_disk_during_the_run_is_the_line_the_user_sees(recipe_file, tmp_path, capsys, monkeypatch) -> None:
-    pytest.importorskip("matplotlib")
+    import_dev("matplotlib")
     from tformer.training import checkpoint, progress
 
     def no_space(*args, **kwargs):

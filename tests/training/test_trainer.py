@@ -11,6 +11,8 @@ from tformer.cli import main
 from tformer.training import Trainer, TrainingDiverged
 from tformer.training.checkpoint import latest_checkpoint
 
+from ..dev_dependency import import_dev
+
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_recipe, monkeypatch) -> None:
     trainer = Trainer(make_recipe("causal_lm", "--out.checkpoint_every=2"))
@@ -36,8 +38,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(make_recipe
 
 
 def test_fit_logs_jsonl_tensorboard_and_the_loss_curve(make_recipe) -> None:
-    pytest.importorskip("matplotlib")
-    pytest.importorskip("tensorboard")
+    import_dev("matplotlib")
+    import_dev("tensorboard")
     recipe = make_recipe("causal_lm", "--out.tensorboard=true", "--out.plot=true", "--eval.every=3",
                          "--out.log_every=2")
     result = Trainer(recipe).fit()

@@ -4,8 +4,8 @@ RUN/checkpoints/step-00000100/
     config.json, model.safetensors   the weights in Hugging Face layout (`tformer.from_pretrained` reads it)
     tokenizer.json                   the run's tokenizer
     recipe.yaml                      the full run config
-    trainer.pt                       optimizer, scheduler, data position, step counters (torch.save of tensors
-                                     and plain values only, so it loads with weights_only=True)
+    trainer.pt                       optimizer, scheduler, fp16 gradient scaler, data position, step counters
+                                     (torch.save of tensors and plain values only: loads with weights_only=True)
     rng-rank0.pt ...                 each process's torch / CUDA / numpy / Python RNG state
     state.json                       step and last metrics, for people
 
@@ -100,11 +100,13 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Mod
                     optimizer: torch.optim.Optimizer, scheduler: Any, data_state: dict[str, Any],
                     counters: dict[str, Any], tokenizer: Tokenizer | None, recipe_yaml: str,
                     metrics: dict[str, float], env: Distributed, keep: int = 2,
-                    before_rename: Any = None, rng: dict[str, Any] | None = None) -> Path:
+                    before_rename: Any = None, rng: dict[str, Any] | None = None,
+                    scaler: dict[str, Any] | None = None) -> Path:
     """Write checkpoint `step` of the run (every process calls this); returns its folder.
 
     `model` is what trains (maybe DDP / FSDP-wrapped), `inner` the TransformerModel with the config.
-    `rng` is this process's RNG state at the step (default: now). `before_rename` is called after the files are
+    `rng` is this process's RNG state at the step (default: now); `scaler` the fp16 gradient scaler's state dict
+    (None without one). `before_rename` is called after the files are
     written and before the rename (tests use it to simulate a kill). A failed write (a full or read-only disk)
     removes the half-written folder and raises an OSError naming the checkpoint; the earlier ones stay.
     """
@@ -124,7 +126,7 @@ def save_checkpoint(run_dir: Path, step: int, *, model: nn.Module, inner: nn.Mod
                 tokenizer.save(tmp / "tokenizer.json")
             (tmp / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
             torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(), "data": data_state,
-                        "counters": counters, "world_size": env.world_size}, tmp / "trainer.pt")
+                        "counters": counters, "world_size": env.world_size, "scaler": scaler}, tmp / "trainer.pt")
             (tmp / "state.json").write_text(json.dumps({"step": step, **counters, "metrics": metrics}, indent=2)
                                             + "\n")
         except OSError as error:

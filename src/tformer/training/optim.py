@@ -35,11 +35,12 @@ def decay_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool =
 
 
 def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
-                    eps: float, decay_embeddings: bool = False) -> torch.optim.AdamW:
-    """AdamW over `decay_groups`; the fused kernel on CUDA."""
-    on_cuda = any(p.is_cuda for p in model.parameters())
+                    eps: float, decay_embeddings: bool = False, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW over `decay_groups`; the fused kernel when `fused` (None: on CUDA)."""
+    if fused is None:
+        fused = any(p.is_cuda for p in model.parameters())
     return torch.optim.AdamW(decay_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps,
-                             **({"fused": True} if on_cuda else {}))
+                             **({"fused": True} if fused else {}))
 
 
 def lr_multiplier(schedule: str, *, max_steps: int, warmup_steps: int, lr: float,

@@ -142,7 +142,8 @@ class TrainOptions:
     precision: Literal["fp32", "bf16", "fp16"] = _help("fp32, bf16 autocast (CPU or CUDA), fp16 autocast with a "
                                                        "gradient scaler (CUDA)", "fp32")
     compile: bool = _help("torch.compile the model", False)
-    seed: int = _help("seed of the weights, dropout and batches", 0)
+    seed: int = _help("seed of the weights, dropout and batches (under torchrun process r drops out with seed + 1 + r)",
+                      0)
     device: str = _help("auto (cuda when there is one), cpu, cuda, cuda:N", "auto")
     threads: int | None = _help("CPU threads for torch (None: torch's default)")
     distributed: Literal["ddp", "fsdp"] = _help("under torchrun: ddp (replicas) or fsdp (FSDP2 fully_shard)", "ddp")

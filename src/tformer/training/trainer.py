@@ -105,6 +105,8 @@ class Trainer:
             self.env.barrier()
         self.objective = build_objective(t.objective, t.label_smoothing)
         self.model: TransformerModel = self._build_model()
+        if self.env.enabled:  # the same weights on every process (FSDP does not broadcast them), then each
+            self._seed((t.seed + 1 + self.env.rank) % 2**32)  # process its own dropout stream, as nanoGPT's seed + rank
         self.model.to(self.env.device)
         self.model.train()
         self.trained: nn.Module = wrap(self.model, t.distributed, self.env)
@@ -118,7 +120,7 @@ class Trainer:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
         if t.precision == "fp16" and self.env.device.type != "cuda":
             raise ValueError("train.precision=fp16 needs a CUDA device; on CPU use train.precision=bf16")
-        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.env.device.type) if t.precision == "fp16" else None
         self.step = 0
         self.tokens_seen = 0
         self._pending: dict[str, Any] | None = None  # a checkpoint due, written once the next loss is finite
@@ -179,7 +181,8 @@ class Trainer:
             inner=self.model, optimizer=self.optimizer, scheduler=self.scheduler, data_state=snapshot["data"],
             counters=snapshot["counters"], tokenizer=self.data.tokenizer, recipe_yaml=to_yaml(self.recipe),
             metrics=snapshot["metrics"], env=self.env, keep=self.recipe.out.keep_checkpoints,
-            before_rename=before_rename, rng=snapshot["rng"])
+            before_rename=before_rename, rng=snapshot["rng"],
+            scaler=self.scaler.state_dict() if self.scaler is not None else None)
 
     def _settle(self) -> Path | None:
         """Write the checkpoint that is due once its weights give a finite loss on the next batch (not trained on)."""
@@ -208,6 +211,8 @@ class Trainer:
         ckpt.restore_optimizer(self.trained if self.env.enabled else self.model, self.optimizer, state["optimizer"],
                                self.env)
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):  # fp16: the loss scale and its growth count
+            self.scaler.load_state_dict(state["scaler"])
         self.data.train.load_state_dict(state["data"])
         self.step = int(state["counters"]["step"])
         self.tokens_seen = int(state["counters"]["tokens_seen"])
