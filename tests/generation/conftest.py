@@ -10,8 +10,9 @@ import torch
 
 import tformer
 from tests.conftest import randomize
+from tests.dev_dependency import import_dev
 
-transformers = pytest.importorskip("transformers")
+transformers = import_dev("transformers")
 
 VOCAB = 99
 MAX_POSITIONS = 64
