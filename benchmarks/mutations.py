@@ -42,7 +42,7 @@ MUTATIONS: list[Mutation] = [
         "tformer/generation/beam.py",
         "finished_scores = scores / ((cur_len + 1 - prompt_len) ** length_penalty)",
         "finished_scores = scores / ((cur_len + 1) ** length_penalty)",
-        ("tests/generation/test_generate.py",)),
+        ("tests/generation/test_beam_scores.py",)),
     Mutation(
         "cache-position-offset", "positions restart at 0 after a KV cache instead of continuing at its length",
         "tformer/models/base.py",
@@ -93,7 +93,7 @@ MUTATIONS: list[Mutation] = [
         "tformer/generation/state.py",
         "self.source_mask = mask.repeat_interleave(copies, dim=0) if mask is not None else None",
         "self.source_mask = None",
-        ("tests/generation/test_generate.py",)),
+        ("tests/generation/test_generate.py",), "padded_batch and marian"),
     Mutation(
         "rng-rank0-everywhere", "on resume every process restores rank 0's RNG state",
         "tformer/training/checkpoint.py",

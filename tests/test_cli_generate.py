@@ -18,6 +18,7 @@ from .weights import randomize
 
 ENGLISH = ["one two three", "four five six", "seven eight nine", "ten eleven twelve"]
 GERMAN = ["eins zwei drei", "vier fünf sechs", "sieben acht neun", "zehn elf zwölf"]
+TRANSLATOR_STEPS = 80
 N_BEST_LINE = re.compile(r"^(\d+)\. (.*)  \(score (-?\d+\.\d+)\)$")
 
 
@@ -37,13 +38,25 @@ def gpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def translator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny encoder-decoder with a word tokenizer: [PAD] 0, [UNK] 1, [BOS] 2 (decoder start), [EOS] 3."""
+    """A tiny encoder-decoder with a word tokenizer ([PAD] 0, [UNK] 1, [BOS] 2 = decoder start, [EOS] 3), taught
+    the four ENGLISH -> GERMAN pairs (a few seconds): a random one writes one word over and over whatever the
+    source, so a command that translated the wrong text would print the same thing."""
     tok = Tokenizer.train(iter(ENGLISH + GERMAN), kind="word")
     config = ModelConfig.preset("transformer-tiny", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                decoder_start_token_id=tok.bos_token_id, sinusoidal_layout="halves")
+                                decoder_start_token_id=tok.bos_token_id, sinusoidal_layout="halves", dropout=0.0,
+                                attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = tformer.build_model(config)
+    sources = torch.tensor([tok.encode(text) for text in ENGLISH])
+    targets = torch.tensor([[*tok.encode(text, add_special_tokens=False), tok.eos_token_id] for text in GERMAN])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(TRANSLATOR_STEPS):
+        optimizer.zero_grad()
+        model(input_ids=sources, labels=targets).loss.backward()
+        optimizer.step()
     folder = tmp_path_factory.mktemp("translator")
-    randomize(tformer.build_model(config), seed=1).save_pretrained(folder)
+    model.eval().save_pretrained(folder)
     tok.save(folder)
     return folder
 
@@ -224,11 +237,16 @@ def test_translate_with_a_decoder_only_seq2seq_model(capsys: pytest.CaptureFixtu
 
 
 def test_translate_prints_the_translation(capsys: pytest.CaptureFixture[str], translator_dir: Path) -> None:
-    code, out, err = _run(capsys, "translate", "--model", translator_dir, "one two three", "--max-new-tokens", "8")
-    assert code == 0 and err == ""
-    tok, expected = _library(translator_dir, "one two three", max_new_tokens=8)
-    assert out == tok.decode(expected.sequences[0]) + "\n"
-    assert out.strip()  # the start token is not printed, the words are
+    """Each sentence's printed line is the library's greedy translation of that sentence, decoded; the trained
+    model translates the four differently (its German), so a line of the wrong sentence would not match."""
+    printed = []
+    for english in ENGLISH:
+        code, out, err = _run(capsys, "translate", "--model", translator_dir, english, "--max-new-tokens", "8")
+        assert code == 0 and err == ""
+        tok, expected = _library(translator_dir, english, max_new_tokens=8)
+        assert out == tok.decode(expected.sequences[0]) + "\n"  # the start and end tokens are not printed
+        printed.append(out.rstrip("\n"))
+    assert printed == GERMAN
 
 
 def test_translate_n_best_list_is_ranked_with_scores(capsys: pytest.CaptureFixture[str], translator_dir: Path) -> None:
@@ -245,6 +263,8 @@ def test_translate_n_best_list_is_ranked_with_scores(capsys: pytest.CaptureFixtu
     tok, expected = _library(translator_dir, "four five six", max_new_tokens=8, num_beams=3, num_return_sequences=3,
                              early_stopping="never")
     assert [m.group(2) for m in matches] == tok.decode_batch(expected.sequences)
+    assert all(abs(shown - score) <= 5e-4 for shown, score in zip(scores, expected.scores.tolist(), strict=True))
+    assert len({m.group(2) for m in matches}) == 3 and matches[0].group(2) == "vier fünf sechs"
 
 
 # ----------------------------------------------------------------------------- errors

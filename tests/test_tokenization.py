@@ -340,7 +340,7 @@ def test_training_on_empty_files_is_refused_and_one_line_of_text_is_enough(tmp_p
 
 
 def test_real_tokenizer_decode_shows_unk_as_transformers_does_and_drops_only_the_layout_tokens() -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = import_dev("transformers")
     folder = minilm_folder()
     hf = transformers.AutoTokenizer.from_pretrained(str(folder))
     tok = Tokenizer.from_file(folder)

@@ -73,14 +73,54 @@ def test_tiny_top_p_samples_the_argmax(pair: Pair) -> None:
 # ----------------------------------------------------------------------------- shapes and padding
 
 
-def test_padded_batch_gives_each_input_its_own_answer(pair: Pair) -> None:
-    """Padding (left for prompts, right for sources) changes nothing: row 1 alone gets the same N-best list."""
-    batched = _generate(pair, num_beams=3, num_return_sequences=2).sequences
-    real = pair.attention_mask[1].bool()
-    alone = tformer.generate(pair.ours, pair.input_ids[1:, real], max_new_tokens=8, eos_token_id=[], num_beams=3,
-                             num_return_sequences=2)
-    pads = 0 if pair.is_encoder_decoder else int((~real).sum())
-    assert torch.equal(batched[2:, pads:], alone)
+PADDED_MODES = {"greedy": dict(), "beam": dict(num_beams=3, num_return_sequences=2)}
+
+
+def _padded_batch(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three inputs of 7, 2 and 4 tokens: prompts left-padded, sources right-padded (with the pad id 1)."""
+    ids = torch.randint(2, pair.ours.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    for row, length in ((1, 2), (2, 4)):
+        if pair.is_encoder_decoder:
+            mask[row, length:] = 0
+        else:
+            mask[row, :7 - length] = 0
+    return ids.masked_fill(mask == 0, 1), mask
+
+
+def _plain(pair: Pair, ids: torch.Tensor, mask: torch.Tensor | None, mode: str) -> Any:
+    # No end token and no forced one: every row runs the full length, so rows generated alone line up.
+    return tformer.generate(pair.ours, ids, mask, max_new_tokens=8, eos_token_id=[], forced_eos_token_id=[],
+                            return_scores=True, **PADDED_MODES[mode])
+
+
+@pytest.mark.parametrize("mode", list(PADDED_MODES))
+def test_padded_batch_gives_each_input_what_it_gets_alone(pair: Pair, mode: str) -> None:
+    """Padding (left for prompts, right for sources) changes nothing: each row's tokens and scores are the ones
+    that input gets when generated on its own, unpadded."""
+    ids, mask = _padded_batch(pair)
+    batched = _plain(pair, ids, mask, mode)
+    per_input = PADDED_MODES[mode].get("num_return_sequences", 1)
+    for row in range(ids.size(0)):
+        real = mask[row].bool()
+        alone = _plain(pair, ids[row:row + 1, real], None, mode)
+        rows = slice(row * per_input, (row + 1) * per_input)
+        pads = 0 if pair.is_encoder_decoder else int((~real).sum())
+        assert torch.equal(batched.sequences[rows, pads:], alone.sequences), row
+        assert (batched.scores[rows] - alone.scores).abs().max() < ATOL, row
+
+
+@pytest.mark.parametrize("mode", list(PADDED_MODES))
+def test_padded_batch_would_differ_if_the_padding_were_seen(pair: Pair, mode: str) -> None:
+    """The test above can fail here: with the pads visible (a mask of ones) the scores change far beyond its
+    tolerance, and the N-best lists change their tokens (Marian's random greedy rows repeat one token per source,
+    so there only the scores show it)."""
+    ids, mask = _padded_batch(pair)
+    masked = _plain(pair, ids, mask, mode)
+    seen = _plain(pair, ids, torch.ones_like(mask), mode)
+    assert (masked.scores - seen.scores).abs().max() > 100 * ATOL
+    if mode == "beam":
+        assert not torch.equal(masked.sequences, seen.sequences)
 
 
 @pytest.mark.parametrize("args", [dict(num_beams=4, num_return_sequences=3), dict(do_sample=True, seed=0,

@@ -11,9 +11,10 @@ import torch
 
 import tformer
 from tests.conftest import randomize
+from tests.dev_dependency import import_dev
 from tests.generation.conftest import _inputs, _marian
 
-transformers = pytest.importorskip("transformers")
+transformers = import_dev("transformers")
 
 SETTINGS = dict(num_beams=3, no_repeat_ngram_size=2, repetition_penalty=1.4, max_new_tokens=9, length_penalty=0.7)
 

@@ -7,9 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.dev_dependency import import_dev
 from tformer.generation import filter_logits
 
-transformers = pytest.importorskip("transformers")
+transformers = import_dev("transformers")
 from transformers.generation.logits_process import (  # noqa: E402
     LogitsProcessorList,
     TemperatureLogitsWarper,

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import tformer
+from tests.dev_dependency import import_dev
 from tests.weights import randomize
 from tformer import ModelConfig, Tokenizer
 from tformer.generation.stop_strings import StopStrings
 
-transformers = pytest.importorskip("transformers")
+transformers = import_dev("transformers")
 
 TEXT = ["the quick brown fox jumps over the lazy dog.\n\nthe end", "Café? naïve résumé, a b c d e f"] * 5
 
