@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -207,8 +206,15 @@ def test_override_of_a_saved_heads_size_is_refused(folder: Path, tmp_path: Path)
         tformer.from_pretrained(tmp_path / "cls", num_labels=3)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_config_is_a_permission_error(folder: Path) -> None:
-    (folder / "config.json").chmod(0)
-    with pytest.raises(PermissionError):
+def test_unreadable_config_is_a_permission_error(folder: Path, monkeypatch) -> None:
+    config = folder / "config.json"
+    read_text = Path.read_text
+
+    def unreadable(self: Path, *args: object, **kwargs: object) -> str:
+        if self == config:  # what chmod 0 gives a user who is not root (root reads any file)
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    with pytest.raises(PermissionError, match=r"Permission denied: '.*config.json'"):
         tformer.from_pretrained(folder)
