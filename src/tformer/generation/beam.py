@@ -25,6 +25,17 @@ from tformer.generation.state import DecoderState
 NEG = -1.0e9  # "impossible" score, as in transformers (finite, so sums of it stay comparable)
 
 
+def _candidates(totals: Tensor, keep: int, *, sample: bool,
+                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """The best `keep` (beam * vocab + token) continuations of each input, or `keep` drawn without replacement
+    (beam sampling), best first either way: (scores, flat indices), each (batch, keep)."""
+    if not sample:
+        return torch.topk(totals, keep)
+    flat = torch.multinomial(totals.softmax(dim=-1), num_samples=keep, generator=generator)
+    scores, order = totals.gather(1, flat).sort(dim=-1, descending=True)  # best first, as topk gives them
+    return scores, flat.gather(1, order)
+
+
 def beam_search(
     state: DecoderState, *, batch_size: int, num_beams: int, max_new_tokens: int, eos: Tensor, fill: int,
     length_penalty: float, early_stopping: bool | str, num_return_sequences: int,
@@ -68,13 +79,7 @@ def beam_search(
         vocab = log_probs.size(-1)
         totals = (log_probs.view(batch_size, num_beams, vocab) + running_scores[:, :, None]).view(batch_size, -1)
 
-        # Candidates: the best `keep` (beam, token) continuations of each input, or `keep` drawn without replacement.
-        if warp is not None:
-            flat = torch.multinomial(totals.softmax(dim=-1), num_samples=keep, generator=generator)
-            scores, order = totals.gather(1, flat).sort(dim=-1, descending=True)  # best first, as topk gives them
-            flat = flat.gather(1, order)
-        else:
-            scores, flat = torch.topk(totals, keep)
+        scores, flat = _candidates(totals, keep, sample=warp is not None, generator=generator)
         parents, tokens = flat // vocab, flat % vocab  # (batch, keep) each
         running = state.tokens.view(batch_size, num_beams, cur_len)
         candidates = torch.cat([running.gather(1, parents[:, :, None].expand(-1, -1, cur_len)),

@@ -9,6 +9,7 @@ given on the command line are read as YAML scalars, so `--train.lr=3e-4`, `--tra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -40,6 +41,22 @@ def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
+def _convert_sequence(value: Any, kind: Any, where: str) -> list[Any] | tuple[Any, ...]:
+    """`value` as a list[...] or tuple[...] option; a single string where a list is expected is a list of one."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if not isinstance(value, (list, tuple)):
+        if origin is list and isinstance(value, str):  # a single path or name where a list is expected
+            value = [value]
+        else:
+            raise OptionError(f"{where}={value!r} must be a list of {_type_name(args[0])}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise OptionError(f"{where}={value!r} must have {len(args)} items ({_type_name(kind)})")
+        return tuple(convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    items = [convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
 def convert(value: Any, kind: Any, where: str) -> Any:
     """`value` as type `kind` (int, float, str, bool, Optional, list, tuple, dict, Literal, dataclass)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
@@ -52,29 +69,16 @@ def convert(value: Any, kind: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
-            try:
+            with contextlib.suppress(OptionError):
                 return convert(value, arg, where)
-            except OptionError as error:
-                errors.append(error)
         raise OptionError(f"{where}={value!r} is not a {_type_name(kind)}")
     if origin is Literal:
         if value not in args:
             raise OptionError(f"{where}={value!r} is not one of: {', '.join(map(str, args))}")
         return value
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            if origin is list and isinstance(value, str):  # a single path or name where a list is expected
-                value = [value]
-            else:
-                raise OptionError(f"{where}={value!r} must be a list of {_type_name(args[0])}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise OptionError(f"{where}={value!r} must have {len(args)} items ({_type_name(kind)})")
-            return tuple(convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-        items = [convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _convert_sequence(value, kind, where)
     if origin is dict:
         if not isinstance(value, dict):
             raise OptionError(f"{where}={value!r} must be a mapping")
