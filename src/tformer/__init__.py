@@ -6,8 +6,9 @@ torch until a model, the tokenizer or generation is asked for.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tformer.lazy_names import lazy_names
 
 __version__ = "0.1.0"
 
@@ -47,19 +48,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from tformer.tokenization import Tokenizer
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:  # a submodule (tformer.layers, ...) that `import tformer` used to load on the way
-        try:
-            return importlib.import_module(f"tformer.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"tformer.{name}":
-                raise
-            raise AttributeError(f"module 'tformer' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals(), submodules=True)

@@ -8,8 +8,9 @@ then loads without torch, scipy or seqeval.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tformer.lazy_names import lazy_names
 
 _MODULES = {
     "tformer.tasks.inputs": ("GPT_SPECIAL_TOKENS", "BertInputs", "GPTInputs", "GPTSpecialTokens",
@@ -47,14 +48,4 @@ if TYPE_CHECKING:
     from tformer.tasks.registry import TASKS, Task, get_task, read_task
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tformer.tasks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -6,8 +6,9 @@ without loading torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tformer.lazy_names import lazy_names
 
 _MODULES = {
     "tformer.training.objectives": ("CausalLM", "DecoderSeq2Seq", "MaskedLM", "Objective", "Seq2Seq",
@@ -28,10 +29,4 @@ if TYPE_CHECKING:
     from tformer.training.trainer import Trainer, TrainingDiverged, TrainResult
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tformer.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
