@@ -45,8 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from tformer import EncoderDecoder, ModelConfig, Tokenizer, generate
-from tformer.data.seq2seq import IGNORE_INDEX, ParallelCorpus, Seq2SeqBatches
+from tformer.data.seq2seq import ParallelCorpus, Seq2SeqBatches
 from tformer.data.synthetic import number_pairs
+from tformer.losses import IGNORE_INDEX
 
 SPECIALS = ["<pad>", "<s>", "</s>"]  # pad, start (bos) and end (eos) by tformer's role names
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tformer.losses import IGNORE_INDEX
 from tformer.tasks.metrics import entity_f1
-from tformer.tasks.ner import IGNORE_INDEX, align_labels, ner_batch, ner_features, word_tags
+from tformer.tasks.ner import align_labels, ner_batch, ner_features, word_tags
 from tformer.tasks.readers import NERSentence
 from tformer.tasks.registry import CONLL_TAGS, TASKS
 from tformer.tokenization import Tokenizer

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tformer.losses import IGNORE_INDEX
 from tformer.training import Trainer
-from tformer.training.objectives import IGNORE_INDEX, build_objective
+from tformer.training.objectives import build_objective
 
 
 @pytest.mark.parametrize("objective", ["causal_lm", "mlm", "mlm_nsp", "seq2seq", "decoder_seq2seq"])

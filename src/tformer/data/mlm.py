@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-IGNORE_INDEX = -100
+from tformer.losses import IGNORE_INDEX
 
 
 def check_mlm_rates(mlm_probability: float, mask_fraction: float, random_fraction: float) -> None:

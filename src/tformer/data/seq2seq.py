@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = -100
+from tformer.losses import IGNORE_INDEX
 
 
 def read_lines(path: str | Path) -> list[str]:

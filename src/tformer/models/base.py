@@ -7,7 +7,6 @@ from os import PathLike
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
@@ -119,10 +118,3 @@ def scale_residual_projections(model: nn.Module, n_layers: int, std: float) -> N
     for name, parameter in model.named_parameters():
         if name.endswith(("out_proj.weight", "fc_out.weight")):
             nn.init.normal_(parameter, std=std / math.sqrt(2 * n_layers))
-
-
-def lm_loss(logits: Tensor, labels: Tensor, shift: bool) -> Tensor:
-    """Cross-entropy over the vocabulary, -100 labels ignored; `shift` predicts token t+1 from position t."""
-    if shift:
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100)

@@ -15,7 +15,8 @@ from tformer.layers.embeddings import Embeddings
 from tformer.layers.feedforward import ACTIVATION_FUNCTIONS
 from tformer.layers.linear import Linear, linear
 from tformer.layers.positions import build_positions
-from tformer.models.base import TransformerModel, default_position_ids, lm_loss, token_mask
+from tformer.losses import token_cross_entropy
+from tformer.models.base import TransformerModel, default_position_ids, token_mask
 from tformer.models.outputs import BertOutput
 
 
@@ -115,7 +116,7 @@ class BERT(TransformerModel):
                 raise ValueError("labels need the pre-training heads; build the model with pretraining_heads=True")
             losses = []
             if labels is not None:
-                losses.append(lm_loss(logits, labels, shift=False))
+                losses.append(token_cross_entropy(logits, labels))
             if next_sentence_label is not None:
                 losses.append(nn.functional.cross_entropy(nsp_logits.float(), next_sentence_label.view(-1)))
             loss = torch.stack(losses).sum()

@@ -15,7 +15,8 @@ from tformer.layers.cache import KVCache, StaticKVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.linear import Linear
 from tformer.layers.positions import build_positions
-from tformer.models.base import TransformerModel, default_position_ids, lm_loss, scale_residual_projections, token_mask
+from tformer.losses import token_cross_entropy
+from tformer.models.base import TransformerModel, default_position_ids, scale_residual_projections, token_mask
 from tformer.models.outputs import CausalLMOutput
 
 
@@ -108,7 +109,7 @@ class GPT(TransformerModel):
         logits = self.lm_head(x[:, -logits_to_keep:] if logits_to_keep else x)
         return CausalLMOutput(
             logits=logits,
-            loss=lm_loss(logits, labels, shift=True) if labels is not None else None,
+            loss=token_cross_entropy(logits, labels, shift=True) if labels is not None else None,
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
             cache=cache,

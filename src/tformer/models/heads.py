@@ -23,12 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.models.base import TransformerModel, lm_loss
+from tformer.losses import IGNORE_INDEX, token_cross_entropy
+from tformer.models.base import TransformerModel
 from tformer.models.bert import BERT
 from tformer.models.gpt import GPT
 from tformer.models.outputs import TaskOutput
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -104,7 +103,7 @@ class TaskModel(TransformerModel):
         if task_loss is None or encoded.lm_logits is None:
             return task_loss, None
         targets = input_ids if attention_mask is None else input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
-        auxiliary = lm_loss(encoded.lm_logits, targets, shift=True)
+        auxiliary = token_cross_entropy(encoded.lm_logits, targets, shift=True)
         return task_loss + self.config.lm_weight * auxiliary, auxiliary
 
 
@@ -185,7 +184,7 @@ class SequenceClassification(TaskModel):
         if labels.numel() != batch:
             raise ValueError(f"labels has {labels.numel()} entries for {batch} sequences; give one class id each")
         check_class_ids(labels, num_labels, "num_labels")
-        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+        return token_cross_entropy(logits, labels)
 
 
 class MultipleChoice(TaskModel):
@@ -223,7 +222,7 @@ class MultipleChoice(TaskModel):
                 raise ValueError(f"labels has {labels.numel()} entries for {shape[0]} questions; give the index of "
                                  "the right choice for each")
             check_class_ids(labels, choices, "choices")
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+            loss = token_cross_entropy(logits, labels)
         loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask)
         return TaskOutput(logits=logits, loss=loss, lm_loss=auxiliary, hidden_states=encoded.hidden_states,
                           attentions=encoded.attentions)
@@ -252,8 +251,7 @@ class TokenClassification(TaskModel):
                 raise ValueError(f"labels has shape {tuple(labels.shape)} but input_ids has "
                                  f"{tuple(input_ids.shape)}; give one label per token (-100 to ignore one)")
             check_class_ids(labels, self.config.num_labels, "num_labels")
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                                   ignore_index=IGNORE_INDEX)
+            loss = token_cross_entropy(logits, labels)
         loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask)
         return TaskOutput(logits=logits, loss=loss, lm_loss=auxiliary, hidden_states=encoded.hidden_states,
                           attentions=encoded.attentions)

@@ -17,7 +17,8 @@ from tformer.layers.cache import KVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.linear import Linear
 from tformer.layers.positions import build_positions
-from tformer.models.base import TransformerModel, default_position_ids, lm_loss, token_mask
+from tformer.losses import token_cross_entropy
+from tformer.models.base import TransformerModel, default_position_ids, token_mask
 from tformer.models.outputs import EncoderOutput, Seq2SeqOutput
 
 
@@ -127,7 +128,7 @@ class EncoderDecoder(TransformerModel):
             logits = logits + self.final_logits_bias
         return Seq2SeqOutput(
             logits=logits,
-            loss=lm_loss(logits, labels, shift=False) if labels is not None else None,
+            loss=token_cross_entropy(logits, labels) if labels is not None else None,
             encoder_last_hidden_state=memory,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,

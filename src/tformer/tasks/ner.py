@@ -16,10 +16,9 @@ import torch
 from torch import Tensor
 
 from tformer.data.mlm import pad_ids
+from tformer.losses import IGNORE_INDEX
 from tformer.tasks.readers import NERSentence
 from tformer.tokenization import Tokenizer
-
-IGNORE_INDEX = -100
 
 
 @dataclass

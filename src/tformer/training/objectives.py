@@ -23,13 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE_INDEX = -100
-
-
-def token_loss_sum(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed cross-entropy over positions whose label is not -100 (float32, whatever the logits' dtype)."""
-    return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
-                           reduction="sum", label_smoothing=label_smoothing)
+from tformer.losses import IGNORE_INDEX, token_cross_entropy
 
 
 class Objective(ABC):
@@ -66,7 +60,7 @@ class CausalLM(Objective):
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], totals: dict[str, Tensor]) -> tuple[Tensor, dict]:
         logits = model(batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        total = token_loss_sum(logits, batch["labels"], self.label_smoothing)
+        total = token_cross_entropy(logits, batch["labels"], reduction="sum", label_smoothing=self.label_smoothing)
         sums = {"loss_sum": total.detach(), "tokens": (batch["labels"] != IGNORE_INDEX).sum()}
         return _mean(total, totals["tokens"]), sums
 
@@ -86,9 +80,9 @@ class Seq2Seq(Objective):
         logits = model(batch["input_ids"], attention_mask=batch["attention_mask"],
                        decoder_input_ids=batch["decoder_input_ids"],
                        decoder_attention_mask=batch.get("decoder_attention_mask")).logits
-        total = token_loss_sum(logits, batch["labels"], self.label_smoothing)
+        total = token_cross_entropy(logits, batch["labels"], reduction="sum", label_smoothing=self.label_smoothing)
         with torch.no_grad():  # the plain cross-entropy too, so the logged loss and perplexity mean the usual thing
-            plain = total if not self.label_smoothing else token_loss_sum(logits, batch["labels"])
+            plain = total if not self.label_smoothing else token_cross_entropy(logits, batch["labels"], reduction="sum")
         sums = {"loss_sum": plain.detach(), "tokens": (batch["labels"] != IGNORE_INDEX).sum()}
         return _mean(total, totals["tokens"]), sums
 
@@ -112,7 +106,8 @@ class MaskedLM(Objective):
     def loss(self, model: nn.Module, batch: dict[str, Tensor], totals: dict[str, Tensor]) -> tuple[Tensor, dict]:
         out = model(batch["input_ids"], attention_mask=batch["attention_mask"],
                     token_type_ids=batch.get("token_type_ids"))
-        mlm_total = token_loss_sum(out.logits, batch["labels"], self.label_smoothing)
+        mlm_total = token_cross_entropy(out.logits, batch["labels"], reduction="sum",
+                                        label_smoothing=self.label_smoothing)
         loss = _mean(mlm_total, totals["tokens"])
         sums = {"loss_sum": mlm_total.detach(), "tokens": (batch["labels"] != IGNORE_INDEX).sum()}
         if self.next_sentence:

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from tformer.data.lm import CausalLMBatches
-from tformer.data.seq2seq import IGNORE_INDEX, ParallelCorpus, Seq2SeqBatches
+from tformer.data.seq2seq import ParallelCorpus, Seq2SeqBatches
+from tformer.losses import IGNORE_INDEX
 
 
 class WindowStream:
