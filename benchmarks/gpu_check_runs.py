@@ -8,6 +8,7 @@ file with a tiny causal-LM recipe for `tformer train` (DDP under torchrun, fp16 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -145,8 +146,9 @@ def check_fp16(device: torch.device) -> tuple[bool, str]:
     from tformer.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="tformer-gpu-check-fp16-") as tmp:
-        trainer = Trainer(load_recipe(causal_lm_recipe(Path(tmp), str(device), precision="fp16", max_steps=8)))
-        trainer.fit()
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer's messages are progress, not the table
+            trainer = Trainer(load_recipe(causal_lm_recipe(Path(tmp), str(device), precision="fp16", max_steps=8)))
+            trainer.fit()
         ok, figure = _losses_figure(train_losses(Path(tmp) / "run"))
     scaler = getattr(trainer, "scaler", None)
     optimizer = getattr(trainer, "optimizer", None)
