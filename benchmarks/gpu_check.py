@@ -8,11 +8,11 @@ Checks (rows of the table):
 * parity <family> fp32: logits of a random model of realistic width (2 layers; the families GPT-2, GPT-1, BERT,
   the paper's encoder-decoder and a Marian-style one: sinusoidal [sin | cos] halves, SiLU, final logits bias) on
   the device against the same model in float32 on the CPU, at the positions the attention mask keeps (the second
-  row of the batch is right-padded, so the padded kernels run too). TF32 is switched off for it. Pass: max |diff|
+  row of the batch is right-padded, so the padded kernels run too). TF32 is off in every check. Pass: max |diff|
   <= 1e-4 x max(1, max |reference|). With --device cpu there is no second device: the float32 CPU logits are
   compared with the same model in float64, i.e. the float32 rounding error of the CPU path.
 * parity <family> bf16: the same under torch.autocast(bfloat16) on the device, against the same reference; a
-  looser bar (max |diff| <= 5e-2 x max(1, max |reference|)), because bf16 keeps 8 bits of mantissa.
+  looser bar (max |diff| <= 3e-2 x max(1, max |reference|)), because bf16 keeps 8 bits of mantissa.
 * train gpt2 bf16: training steps of the gpt2 preset under bf16 autocast (forward, loss, backward, AdamW, as
   benchmarks/train.py times them, whose helpers this script imports): tokens/s and MFU against the device's bf16
   matmul peak measured in this process. Pass: every loss finite and 0 < MFU <= 100 %.
@@ -60,7 +60,7 @@ from forward import CASES, cpu_model, log
 from tformer import ModelConfig
 
 FP32_TOLERANCE = 1e-4
-BF16_TOLERANCE = 5e-2
+BF16_TOLERANCE = 3e-2
 GROUPS = ("parity", "train", "decode", "finetune", "ddp", "fp16")
 
 
@@ -170,10 +170,10 @@ def _parity(model: nn.Module, inputs: dict[str, Tensor], reference: Tensor, dtyp
     logits = _kept_logits(model, inputs, dtype)
     if not torch.isfinite(logits).all():
         return False, "non-finite logits"
-    scale = max(1.0, reference.abs().max().item())
+    largest = reference.abs().max().item()
+    bar = tolerance * max(1.0, largest)
     worst = (logits.double() - reference.double()).abs().max().item()
-    return worst <= tolerance * scale, (f"max abs diff {worst:.1e} vs {against} (bar {tolerance * scale:.1e}; "
-                                        f"largest logit {scale:.2f})")
+    return worst <= bar, f"max abs diff {worst:.1e} vs {against} (bar {bar:.1e}; largest abs logit {largest:.2f})"
 
 
 def check_train(settings: Settings, device: torch.device) -> tuple[bool, str]:
@@ -276,8 +276,6 @@ def _rows_of(name: str, produce: Callable[[], list[Row]]) -> list[Row]:
 def run_all(groups: list[str], settings: Settings, device: torch.device, compile: bool) -> list[Row]:
     rows: list[Row] = []
     if "parity" in groups:
-        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round products to 10 bits of mantissa
-        torch.backends.cudnn.allow_tf32 = False
         for name, config in parity_configs(settings.quick).items():
             rows += _rows_of(f"parity {name}", lambda c=config, n=name: parity_rows(n, c, device, settings.parity_seq))
     if "train" in groups:
@@ -330,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     settings = Settings.make(args.quick, device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round float32 products to 10 bits of mantissa
+    torch.backends.cudnn.allow_tf32 = False
     started = time.perf_counter()
     rows = run_all(args.only, settings, device, args.compile)
     seconds = time.perf_counter() - started
