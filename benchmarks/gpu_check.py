@@ -13,6 +13,8 @@ Checks (rows of the table):
   compared with the same model in float64, i.e. the float32 rounding error of the CPU path.
 * parity <family> bf16: the same under torch.autocast(bfloat16) on the device, against the same reference; a
   looser bar (max |diff| <= 3e-2 x max(1, max |reference|)), because bf16 keeps 8 bits of mantissa.
+* generate <family> cached == uncached: greedy (static cache) and beam-4 (dynamic cache) generation of the same
+  random models, on the device, with and without the KV cache, on a batch of 3 with one padded row. Pass: equal ids.
 * train gpt2 bf16: training steps of the gpt2 preset under bf16 autocast (forward, loss, backward, AdamW, as
   benchmarks/train.py times them, whose helpers this script imports): tokens/s and MFU against the device's bf16
   matmul peak measured in this process. Pass: every loss finite and 0 < MFU <= 100 %.
@@ -22,7 +24,8 @@ Checks (rows of the table):
   uncached path (use_cache=False) in full length.
 * finetune sst2: two steps of `tformer.tasks.finetune.finetune` on a tiny SST-2 folder and a tiny BERT with a
   WordPiece tokenizer, both written to a temporary folder. Pass: finite losses and the head's weights changed.
-* ddp 2 processes: `torchrun --nproc-per-node 2 -m tformer.cli train` of a tiny recipe (nccl), when 2 GPUs exist.
+* ddp / fsdp 2 processes: `torchrun --nproc-per-node 2 -m tformer.cli train` of a tiny recipe (nccl), DDP and
+  FSDP2, when 2 GPUs exist. Pass: exit 0, finite losses, within 1e-4 of one process with the same global batch.
 * train fp16: `Trainer(recipe).fit()` with train.precision=fp16 on CUDA: the GradScaler and fused AdamW paths.
 
 Run (from the repository root; nothing is downloaded):
@@ -53,6 +56,7 @@ import torch
 from torch import Tensor, nn
 
 import generate as generate_bench  # benchmarks/generate.py: memory bandwidth, timed greedy generate
+import gpu_check_cache
 import gpu_check_runs
 import tformer
 import train as train_bench  # benchmarks/train.py: matmul peak, FLOPs per token, one timed training step
@@ -61,7 +65,7 @@ from tformer import ModelConfig
 
 FP32_TOLERANCE = 1e-4
 BF16_TOLERANCE = 3e-2
-GROUPS = ("parity", "train", "decode", "finetune", "ddp", "fp16")
+GROUPS = ("parity", "cache", "train", "decode", "finetune", "ddp", "fp16")
 
 
 @dataclass
@@ -278,16 +282,21 @@ def run_all(groups: list[str], settings: Settings, device: torch.device, compile
     if "parity" in groups:
         for name, config in parity_configs(settings.quick).items():
             rows += _rows_of(f"parity {name}", lambda c=config, n=name: parity_rows(n, c, device, settings.parity_seq))
+    if "cache" in groups:
+        for name, config in parity_configs(settings.quick).items():
+            if config.family != "bert":  # BERT does not generate
+                rows.append(run_check(f"generate {name} cached == uncached", gpu_check_cache.check_cached_generation,
+                                      config, device, 8 if settings.quick else 24))
     if "train" in groups:
         rows.append(run_check(f"train {settings.train_preset} bf16", check_train, settings, device))
     if "decode" in groups:
         rows += _rows_of("decode", lambda: check_decode(settings, device, compile))
-    checks = {"finetune": ("finetune sst2", gpu_check_runs.check_finetune),
-              "ddp": ("ddp 2 processes", gpu_check_runs.check_ddp),
-              "fp16": ("train fp16 (GradScaler, fused AdamW)", gpu_check_runs.check_fp16)}
-    for group, (name, check) in checks.items():
+    checks = {"finetune": [("finetune sst2", gpu_check_runs.check_finetune)],
+              "ddp": [("ddp 2 processes", gpu_check_runs.check_ddp), ("fsdp 2 processes", gpu_check_runs.check_fsdp)],
+              "fp16": [("train fp16 (GradScaler, fused AdamW)", gpu_check_runs.check_fp16)]}
+    for group, named in checks.items():
         if group in groups:
-            rows.append(run_check(name, check, device))
+            rows += [run_check(name, check, device) for name, check in named]
     return rows
 
 

@@ -29,6 +29,7 @@ BAD = ("dull", "tedious", "clumsy", "bland", "awful", "boring")
 NOUNS = ("film", "plot", "cast", "script", "ending", "story")
 TEXT_WORDS = "the cat sat on a mat while the dog ran to the old red barn and a bird sang in a tree".split()
 TORCHRUN_TIMEOUT_S = 300
+DATA_PARALLEL_TOLERANCE = 1e-4  # loss gap between 2 processes and 1 (the CPU gloo tests hold 1e-5)
 
 
 class Skipped(Exception):
@@ -110,7 +111,8 @@ def causal_lm_recipe(folder: Path, device: str, **train: Any) -> dict[str, Any]:
     text = folder / "text.txt"
     text.write_text("\n".join(" ".join(rng.choice(TEXT_WORDS) for _ in range(10)) for _ in range(300)) + "\n",
                     encoding="utf-8")
-    return {"name": "gpu-check", "model": {"preset": "gpt2-tiny"},
+    no_dropout = {"dropout": 0.0, "attention_dropout": 0.0}  # processes draw their own masks: 2 vs 1 would differ
+    return {"name": "gpu-check", "model": {"preset": "gpt2-tiny", "config": no_dropout},
             "data": {"text": [str(text)], "tokenizer": "char", "block_size": 16, "batch_size": 8},
             "train": {"objective": "causal_lm", "max_steps": 6, "lr": 3e-3, "device": device, **train},
             "eval": {"every": 0, "batches": 1},
@@ -118,24 +120,51 @@ def causal_lm_recipe(folder: Path, device: str, **train: Any) -> dict[str, Any]:
                     "log_every": 1}}
 
 
-def check_ddp(device: torch.device) -> tuple[bool, str]:
-    """`torchrun --nproc-per-node 2 -m tformer.cli train` of a tiny recipe (nccl), when two GPUs exist."""
+def _train_cli(prefix: list[str], recipe: Path, run_dir: Path, *overrides: str) -> list[float]:
+    """Run `tformer train RECIPE` (after `prefix`: the interpreter, or torchrun) into `run_dir`; its losses."""
+    command = [*prefix, "-m", "tformer.cli", "train", str(recipe), f"--out.dir={run_dir}", *overrides]
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=TORCHRUN_TIMEOUT_S, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "(no output)").splitlines()[-1]
+        raise RuntimeError(f"{' '.join(prefix[-3:])} train exited {done.returncode}: {last}")
+    return train_losses(run_dir)
+
+
+def _data_parallel(device: torch.device, strategy: str) -> tuple[bool, str]:
+    """2 processes under torchrun (nccl) against one process with the same global batch: the same losses."""
     if device.type != "cuda":
         raise Skipped("--device cpu: the 2-process gloo runs are tests/training/test_distributed.py")
     if torch.cuda.device_count() < 2:
         raise Skipped(f"needs 2 GPUs, this machine has {torch.cuda.device_count()}")
-    with tempfile.TemporaryDirectory(prefix="tformer-gpu-check-ddp-") as tmp:
+    return compare_parallel_runs(strategy, "auto")
+
+
+def compare_parallel_runs(strategy: str, train_device: str) -> tuple[bool, str]:
+    """The data-parallel check on `train_device` (auto: cuda:LOCAL_RANK and nccl; cpu: gloo, for its test)."""
+    with tempfile.TemporaryDirectory(prefix=f"tformer-gpu-check-{strategy}-") as tmp:
         recipe = Path(tmp) / "recipe.yaml"
-        recipe.write_text(json.dumps(causal_lm_recipe(Path(tmp), "auto")), encoding="utf-8")  # JSON is YAML
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                   "-m", "tformer.cli", "train", str(recipe)]
-        done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True,
-                              timeout=TORCHRUN_TIMEOUT_S, check=False)
-        if done.returncode != 0:
-            last = (done.stderr.strip() or done.stdout.strip() or "(no output)").splitlines()[-1]
-            return False, f"torchrun exited {done.returncode}: {last}"
-        ok, figure = _losses_figure(train_losses(Path(tmp) / "run"))
-    return ok, f"nccl, 2 processes: {figure}"
+        recipe.write_text(json.dumps(causal_lm_recipe(Path(tmp), train_device)), encoding="utf-8")  # JSON is YAML
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        parallel = _train_cli(torchrun, recipe, Path(tmp) / strategy, f"--train.distributed={strategy}")
+        single = _train_cli([sys.executable], recipe, Path(tmp) / "single")
+    ok, figure = _losses_figure(parallel)
+    if len(parallel) != len(single):
+        return False, f"{figure}; the single process logged {len(single)} losses"
+    gap = max(abs(a - b) for a, b in zip(parallel, single, strict=True)) if parallel else float("nan")
+    backend = "gloo" if train_device == "cpu" else "nccl"
+    return ok and gap <= DATA_PARALLEL_TOLERANCE, (f"{backend}, 2 processes: {figure}; largest loss gap to 1 "
+                                                   f"process {gap:.1e} (bar {DATA_PARALLEL_TOLERANCE:.0e})")
+
+
+def check_ddp(device: torch.device) -> tuple[bool, str]:
+    """`torchrun --nproc-per-node 2 -m tformer.cli train` with DDP, when two GPUs exist."""
+    return _data_parallel(device, "ddp")
+
+
+def check_fsdp(device: torch.device) -> tuple[bool, str]:
+    """The same with FSDP2 (`train.distributed=fsdp`)."""
+    return _data_parallel(device, "fsdp")
 
 
 def check_fp16(device: torch.device) -> tuple[bool, str]:
