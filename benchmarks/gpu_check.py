@@ -99,10 +99,13 @@ class Settings:
     @classmethod
     def make(cls, quick: bool, device: torch.device) -> Settings:
         if quick:
-            return cls(True, 16, "gpt2-tiny", 2, 32, 2, 256, "gpt2-tiny", 8, 8, 1, 64)
+            return cls(quick=True, parity_seq=16, train_preset="gpt2-tiny", train_batch=2, train_seq=32, train_steps=2,
+                       peak_size=256, decode_preset="gpt2-tiny", prompt_len=8, new_tokens=8, repeats=1,
+                       bandwidth_mib=64)
         on_gpu = device.type == "cuda"
-        return cls(False, 128, "gpt2", 8 if on_gpu else 1, 1024 if on_gpu else 128, 5, 8192 if on_gpu else 1024,
-                   "gpt2", 32, 128, 3, 1024)
+        return cls(quick=False, parity_seq=128, train_preset="gpt2", train_batch=8 if on_gpu else 1,
+                   train_seq=1024 if on_gpu else 128, train_steps=5, peak_size=8192 if on_gpu else 1024,
+                   decode_preset="gpt2", prompt_len=32, new_tokens=128, repeats=3, bandwidth_mib=1024)
 
 
 def _width(preset: str, quick: bool, **fields: object) -> ModelConfig:
