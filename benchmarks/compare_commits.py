@@ -71,7 +71,8 @@ def open_tree(label: str, ref: str, stack: ExitStack, scratch: Path) -> Tree:
         if not (path / "src" / "tformer").is_dir():
             raise ValueError(f"{ref} is a folder without src/tformer; give a tformer tree or a commit")
         try:
-            commit = _git("rev-parse", "--short", "HEAD", cwd=path) + " + working tree"
+            dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=path)
+            commit = _git("rev-parse", "--short", "HEAD", cwd=path) + (" + uncommitted changes" if dirty else "")
         except ValueError:
             commit = "(not a git tree)"
         return Tree(label, ref, commit, path.resolve())
