@@ -9,6 +9,7 @@ file with a tiny causal-LM recipe for `tformer train` (DDP under torchrun, fp16 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -78,11 +79,17 @@ def train_losses(run_dir: Path) -> list[float]:
 def _losses_figure(losses: list[float]) -> tuple[bool, str]:
     if not losses:
         return False, "no training loss recorded (metrics.jsonl)"
-    return all(math.isfinite(x) for x in losses), f"{len(losses)} losses, {losses[0]:.3f} -> {losses[-1]:.3f}"
+    return all(math.isfinite(x) for x in losses), f"loss {losses[0]:.3f} -> {losses[-1]:.3f} ({len(losses)} logged)"
 
 
 def _head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in state.items() if not name.startswith("backbone.")}
+
+
+def _model_folder(result: object, out: Path) -> Path:
+    """Where a fine-tune left its model: the result's model_dir, else OUT/final (a run folder), else OUT."""
+    candidates = [getattr(result, "model_dir", None), out / "final", out]
+    return next(Path(c) for c in candidates if c is not None and (Path(c) / "config.json").is_file())
 
 
 def check_finetune(device: torch.device) -> tuple[bool, str]:
@@ -93,10 +100,12 @@ def check_finetune(device: torch.device) -> tuple[bool, str]:
         root = write_sst2(Path(tmp) / "data")
         model_dir = write_bert(Path(tmp) / "bert")
         before = _head(tformer.from_pretrained(model_dir).state_dict())
-        options = FinetuneOptions(max_steps=2, batch_size=8, max_length=32, max_eval_examples=8,
-                                  device=str(device), log_every=1)
-        result = finetune("sst2", model_dir, root, Path(tmp) / "out", options, stream=sys.stderr)
-        after = _head(tformer.from_pretrained(getattr(result, "model_dir", Path(tmp) / "out")).state_dict())
+        wanted = {"max_steps": 2, "batch_size": 8, "max_length": 32, "device": str(device), "log_every": 1}
+        known = {f.name for f in dataclasses.fields(FinetuneOptions)}  # log_every: where the options still have it
+        options = FinetuneOptions(**{k: v for k, v in wanted.items() if k in known})
+        with contextlib.redirect_stdout(sys.stderr):  # its messages are progress, not the table
+            result = finetune("sst2", model_dir, root, Path(tmp) / "out", options)
+        after = _head(tformer.from_pretrained(_model_folder(result, Path(tmp) / "out")).state_dict())
         ok, figure = _losses_figure(train_losses(Path(tmp) / "out"))
     if not before or set(before) != set(after):
         return False, f"head tensors before {sorted(before)} and after {sorted(after)} do not match; {figure}"
