@@ -34,6 +34,8 @@ Run (from the repository root; nothing is downloaded):
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --rows greedy-b1 --new-tokens 32 --repeats 5
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --device cuda
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --no-compile    # without the compiled tformer runs
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/generate.py --preset gpt2-tiny --prompt-len 8 --new-tokens 4 \
+        --rows greedy-b1 --repeats 1 --json rows.json    # seconds: what the tests of the scripts run
 
 At the defaults (all four rows, 128 new tokens after a 32-token prompt, 1 parity/warm-up run + 3 timed rounds) it
 takes about 7 minutes on a quiet 2-core CPU (one greedy batch-1 run is about 4.4 s, one beam-4 batch-8 run about
@@ -43,12 +45,15 @@ takes about 7 minutes on a quiet 2-core CPU (one greedy batch-1 run is about 4.4
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import json
 import os
 import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import transformers
@@ -59,6 +64,7 @@ from forward import CASES, build_pair, cpu_model, log
 
 BYTES_PER_PARAMETER = 4  # float32
 REFERENCE = "transformers"
+GPT2_PRESETS = tuple(name for name in tformer.PRESETS if name.startswith("gpt2"))  # forward.py: GPT2LMHeadModel
 COMPILED = "tformer compiled"
 
 
@@ -161,11 +167,12 @@ def measure_bandwidth(device: torch.device, mib: int, repeats: int = 5) -> tuple
 
 
 def run(rows: list[Row], new_tokens: int, prompt_len: int, repeats: int, device: torch.device,
-        bandwidth_mib: int, compile: bool) -> tuple[list[Result], list[tuple[float, float]], int, dict[str, float]]:
+        bandwidth_mib: int, compile: bool, preset: str = "gpt2",
+        ) -> tuple[list[Result], list[tuple[float, float]], int, dict[str, float]]:
     bandwidth = [measure_bandwidth(device, bandwidth_mib)]
     log(f"memory bandwidth: read {bandwidth[-1][0]:.1f} GB/s, copy {bandwidth[-1][1]:.1f} GB/s")
-    log("gpt2: building the transformers model, saving it and loading it into tformer")
-    ours, reference = build_pair(CASES["gpt2"])
+    log(f"{preset}: building the transformers model, saving it and loading it into tformer")
+    ours, reference = build_pair(dataclasses.replace(CASES["gpt2"], preset=preset))
     # transformers' generate must apply no processor of its own (no eos, pad, min length...): only what we pass.
     reference.generation_config = transformers.GenerationConfig()
     models = {"tformer": ours.to(device).eval(), COMPILED: ours, REFERENCE: reference.to(device).eval()}
@@ -203,9 +210,31 @@ def run(rows: list[Row], new_tokens: int, prompt_len: int, repeats: int, device:
     return results, bandwidth, parameters, first_run
 
 
+def compared(results: list[Result]) -> list[tuple[Result, str, list[float], list[float], list[float]]]:
+    """(result, tformer path, tformer tokens/s, transformers tokens/s, per-round ratios) for each tformer path."""
+    lines = []
+    for result in results:
+        theirs = result.tokens_per_s[REFERENCE]
+        for library, ours in result.tokens_per_s.items():
+            if library != REFERENCE:
+                path = ("compiled static cache" if library == COMPILED
+                        else "static cache" if result.row.num_beams == 1 else "dynamic cache")
+                lines.append((result, path, ours, theirs, [a / b for a, b in zip(ours, theirs, strict=True)]))
+    return lines
+
+
+def write_json(path: Path, results: list[Result], args: argparse.Namespace) -> None:
+    """The table's rows as JSON (for benchmarks/compare_commits.py): per row and tformer path, every round."""
+    rows = [{"row": f"{result.row.name} {tformer_path}", "tformer_tokens_per_s": ours,
+             "transformers_tokens_per_s": theirs, "ratios": rounds, "ratio": statistics.median(rounds)}
+            for result, tformer_path, ours, theirs, rounds in compared(results)]
+    path.write_text(json.dumps({"benchmark": "generate", "preset": args.preset, "tformer": tformer.__file__,
+                                "torch": torch.__version__, "device": args.device, "rows": rows}, indent=2) + "\n")
+
+
 def format_table(results: list[Result], bandwidth: list[tuple[float, float]], parameters: int,
                  device: torch.device, new_tokens: int, prompt_len: int, repeats: int, bandwidth_mib: int,
-                 first_run: dict[str, float]) -> str:
+                 first_run: dict[str, float], preset: str = "gpt2") -> str:
     hardware = cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
     lines = [
         "## Generation tokens/s, tformer vs transformers",
@@ -213,7 +242,7 @@ def format_table(results: list[Result], bandwidth: list[tuple[float, float]], pa
         f"torch {torch.__version__}, transformers {transformers.__version__}, tformer {tformer.__version__}, "
         f"Python {platform.python_version()}",
         f"device {device.type}: {hardware}; {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}",
-        f"gpt2 preset ({parameters:,} parameters), float32, eval mode, use_cache=True; prompt {prompt_len} random "
+        f"{preset} preset ({parameters:,} parameters), float32, eval mode, use_cache=True; prompt {prompt_len} random "
         f"ids, {new_tokens} new tokens, no end token; 1 parity/warm-up run + {repeats} timed rounds per library, "
         "interleaved",
         "",
@@ -221,17 +250,10 @@ def format_table(results: list[Result], bandwidth: list[tuple[float, float]], pa
         "transformers tokens/s median [min–max] | ratio, per round: median [min–max] | ratio of medians |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for result in results:
-        theirs = result.tokens_per_s[REFERENCE]
-        for library, ours in result.tokens_per_s.items():
-            if library == REFERENCE:
-                continue
-            path = ("compiled static cache" if library == COMPILED
-                    else "static cache" if result.row.num_beams == 1 else "dynamic cache")
-            rounds = [a / b for a, b in zip(ours, theirs, strict=True)]
-            lines.append(f"| {result.row.name} | {result.row.search} | {result.row.batch} | {path} | "
-                         f"{_spread(ours, 2)} | {_spread(theirs, 2)} | {_spread(rounds, 2)} | "
-                         f"{statistics.median(ours) / statistics.median(theirs):.2f} |")
+    for result, path, ours, theirs, rounds in compared(results):
+        lines.append(f"| {result.row.name} | {result.row.search} | {result.row.batch} | {path} | "
+                     f"{_spread(ours, 2)} | {_spread(theirs, 2)} | {_spread(rounds, 2)} | "
+                     f"{statistics.median(ours) / statistics.median(theirs):.2f} |")
     lines += ["", "tokens/s = batch x new tokens / seconds of the whole generate call (prefill included; beam search "
               "counts returned sequences); ratio = tformer / transformers, above 1 means tformer is faster; per round: "
               "the adjacent runs of each round. Every path returned the token ids of transformers in every row."]
@@ -271,6 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="leave out the compiled tformer runs of the greedy rows")
+    parser.add_argument("--preset", default="gpt2", choices=GPT2_PRESETS,
+                        help="the GPT-2 preset generating (default: gpt2; gpt2-tiny for quick tests)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the rows (every round) as JSON to this file (benchmarks/compare_commits.py)")
     parser.add_argument("--bandwidth-mib", type=int, default=1024,
                         help="MiB of the buffer the memory bandwidth is measured on (default: 1024)")
     args = parser.parse_args(argv)
@@ -284,9 +310,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')}={value} must be at least 1")
-    max_positions = tformer.ModelConfig.preset("gpt2").max_positions
+    max_positions = tformer.ModelConfig.preset(args.preset).max_positions
     if args.prompt_len + args.new_tokens - 1 > max_positions:
-        parser.error(f"--prompt-len {args.prompt_len} + --new-tokens {args.new_tokens} - 1 exceeds gpt2's "
+        parser.error(f"--prompt-len {args.prompt_len} + --new-tokens {args.new_tokens} - 1 exceeds {args.preset}'s "
                      f"{max_positions} positions")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: this torch build sees no CUDA device; use --device cpu")
@@ -301,9 +327,11 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     started = time.perf_counter()
     results, bandwidth, parameters, first_run = run(args.rows, args.new_tokens, args.prompt_len, args.repeats,
-                                                    device, args.bandwidth_mib, args.compile)
+                                                    device, args.bandwidth_mib, args.compile, args.preset)
     print(format_table(results, bandwidth, parameters, device, args.new_tokens, args.prompt_len, args.repeats,
-                       args.bandwidth_mib, first_run))
+                       args.bandwidth_mib, first_run, args.preset))
+    if args.json is not None:
+        write_json(args.json, results, args)
     log(f"total wall time {time.perf_counter() - started:.0f} s")
 
 

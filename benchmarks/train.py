@@ -47,25 +47,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
+import json
 import os
 import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import torch
 import transformers
 from torch import Tensor, nn
 
 import tformer
-from forward import CASES, build_pair, check_parity, cpu_model, log
+from forward import CASES, Case, build_pair, check_parity, cpu_model, log
 from tformer.training.optim import build_optimizer
 from tformer.training.recipe import TrainOptions
 
 LIBRARIES = ("tformer", "transformers")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+TINY = {"gpt2": "gpt2-tiny", "bert-base": "bert-tiny"}  # --tiny: each row's preset at the tests' size
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,12 @@ class RowResult:
     last_loss: float = float("nan")
     flops_per_token: float = 0.0
     tokens_per_s: dict[str, list[float]] = field(default_factory=lambda: {lib: [] for lib in LIBRARIES})
+
+
+def case_for(preset: str) -> Case:
+    """forward.py's case of `preset`, or of the full preset whose tiny twin it is (same reference, same batch)."""
+    full = next((name for name, tiny in TINY.items() if tiny == preset), preset)
+    return dataclasses.replace(CASES[full], preset=preset)
 
 
 def _optimizer_defaults() -> dict:
@@ -167,7 +177,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: dict[
 def run_row(row: Row, models: dict[str, nn.Module], steps: int, warmup: int, device: torch.device,
             result: RowResult) -> None:
     """Train both models in lockstep on one batch of the row's shape; append tokens/s and loss gaps to `result`."""
-    case = CASES[row.preset]
+    case = case_for(row.preset)
     generator = torch.Generator().manual_seed(1)
     inputs = {k: v.to(device) for k, v in case.make_batch(models["tformer"].config, row.batch, row.seq_len,
                                                             generator).items()}
@@ -217,7 +227,7 @@ def run(rows: list[Row], steps: int, warmup: int, repeats: int, device: torch.de
                     ", ".join(f"{k} {v:.2f}" for k, v in peaks["bf16"][-1].items()) + " GFLOP/s")
             log(f"{preset} (repeat {repeat + 1}/{repeats}): building the transformers model, saving it and "
                 "loading it into tformer")
-            ours, reference = build_pair(CASES[preset])
+            ours, reference = build_pair(case_for(preset))
             models = {"tformer": ours.to(device).train(), "transformers": reference.to(device).train()}
             initial = {lib: {k: v.clone() for k, v in model.state_dict().items()} for lib, model in models.items()}
             for row in rows:
@@ -290,6 +300,18 @@ def format_table(results: list[RowResult], peaks: dict[str, list[dict[str, float
     return "\n".join(lines)
 
 
+def write_json(path: Path, results: list[RowResult], device: str) -> None:
+    """The table's rows as JSON (for benchmarks/compare_commits.py): per row, the tokens/s and ratio of every round."""
+    rows = []
+    for r in results:
+        ours, theirs = r.tokens_per_s["tformer"], r.tokens_per_s["transformers"]
+        rounds = [a / b for a, b in zip(ours, theirs, strict=True)]
+        rows.append({"row": r.row.name, "preset": r.row.preset, "tformer_tokens_per_s": ours,
+                     "transformers_tokens_per_s": theirs, "ratios": rounds, "ratio": statistics.median(rounds)})
+    path.write_text(json.dumps({"benchmark": "train", "tformer": tformer.__file__, "torch": torch.__version__,
+                                "device": device, "rows": rows}, indent=2) + "\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -310,6 +332,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help=f"torch intra-op threads (default: torch's choice, here {torch.get_num_threads()})")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--tiny", action="store_true", help="each row on its preset's tiny twin (gpt2-tiny, "
+                        "bert-tiny): seconds, for the tests of this script and of benchmarks/compare_commits.py")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the rows (every round) as JSON to this file (benchmarks/compare_commits.py)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.rows.split(",") if name.strip()]
     unknown = [name for name in names if name not in ROWS]
@@ -323,8 +349,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--warmup={args.warmup} must be 0 or more")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: this torch build sees no CUDA device; use --device cpu")
-    args.rows = [Row(ROWS[n].name, ROWS[n].preset, ROWS[n].precision, args.batch or ROWS[n].batch,
-                     args.seq_len or ROWS[n].seq_len) for n in names]
+    args.rows = [Row(ROWS[n].name, TINY[ROWS[n].preset] if args.tiny else ROWS[n].preset, ROWS[n].precision,
+                     args.batch or ROWS[n].batch, args.seq_len or ROWS[n].seq_len) for n in names]
     return args
 
 
@@ -339,6 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     results, peaks = run(args.rows, args.steps, args.warmup, args.repeats, device, args.peak_size,
                          args.peak_size_bf16)
     print(format_table(results, peaks, device, args.steps, args.warmup, args.repeats))
+    if args.json is not None:
+        write_json(args.json, results, args.device)
     wall = time.perf_counter() - started
     log(f"total wall time {wall:.0f} s; process CPU time / wall = {(time.process_time() - cpu_started) / wall:.2f} "
         f"cores on average; load average {os.getloadavg()}")
