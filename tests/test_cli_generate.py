@@ -94,7 +94,7 @@ def test_generate_streams_the_prompt_and_its_continuation(capsys: pytest.Capture
 
 def test_generate_compile_flag_reaches_generate(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import tformer.generation as generation  # cli_generate imports generate when the command runs (a fast --help)
+    import tformer.generation as generation  # cli/generate.py imports generate when the command runs (a fast --help)
 
     seen: list[object] = []
     original = generation.generate

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tformer import __version__
-from tformer.cli_explain import add_explain_commands
-from tformer.cli_finetune import add_finetune_commands
-from tformer.cli_generate import add_generation_commands
-from tformer.cli_train import add_training_commands, split_overrides
-from tformer.cli_viz import add_viz_commands
+from tformer.cli.explain import add_explain_commands
+from tformer.cli.finetune import add_finetune_commands
+from tformer.cli.generate import add_generation_commands
+from tformer.cli.train import add_training_commands, split_overrides
+from tformer.cli.viz import add_viz_commands
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
 from tformer.interrupt import EXIT_CODE as INTERRUPTED
 from tformer.interrupt import Interrupted
@@ -141,6 +141,3 @@ def one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return " ".join(text.split())
 
-
-if __name__ == "__main__":
-    sys.exit(main())

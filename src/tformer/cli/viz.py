@@ -26,7 +26,7 @@ def _viz_error(error: ImportError) -> ValueError:
 
 def _attention(args: argparse.Namespace) -> None:
     out = _output(args.out, ATTENTION_SUFFIXES)
-    from tformer.cli_generate import load_model_and_tokenizer  # torch only when a model is read
+    from tformer.cli.generate import load_model_and_tokenizer  # torch only when a model is read
 
     model, tokenizer = load_model_and_tokenizer(args.model, "viz attention")
     from tformer.viz.capture import capture_attention
@@ -83,7 +83,7 @@ def _positions(args: argparse.Namespace) -> None:
 
 def _contextual(args: argparse.Namespace) -> None:
     out = _output(args.out, (".png", ".svg"))
-    from tformer.cli_generate import load_model_and_tokenizer
+    from tformer.cli.generate import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(args.model, "viz contextual")
     from tformer.viz.contextual import contextual_similarities, plot_contextual
