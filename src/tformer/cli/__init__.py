@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from tformer import __version__
+from tformer.cli.common import split_overrides
 from tformer.cli.explain import add_explain_commands
 from tformer.cli.finetune import add_finetune_commands
 from tformer.cli.generate import add_generation_commands
-from tformer.cli.train import add_training_commands, split_overrides
+from tformer.cli.train import add_training_commands
 from tformer.cli.viz import add_viz_commands
 from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
 from tformer.interrupt import EXIT_CODE as INTERRUPTED
