@@ -96,6 +96,16 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
+def reachable(graph: dict[str, set[str]], module: str) -> set[str]:
+    """Every module `module` imports, directly or through others."""
+    seen, pending = set(), [module]
+    while pending:
+        for following in graph[pending.pop()] - seen:
+            seen.add(following)
+            pending.append(following)
+    return seen
+
+
 def _package(root: Path, files: dict[str, str]) -> Path:
     """A package `pkg` under root from {relative path: source}, for the walker's own tests."""
     for name, text in files.items():
@@ -139,3 +149,12 @@ def test_a_package_re_exporting_its_submodules_is_no_edge_back_up(tmp_path: Path
 def test_no_import_cycle_in_tformer() -> None:
     cycles = find_cycles(import_graph(SRC))
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_bottom_tier_reaches_no_package_above_it() -> None:
+    # config.py and tokenization.py sit under every package; a Hub name reaches the tokenizer through tformer.hub
+    graph, modules = import_graph(SRC), module_names(SRC)
+    for bottom in ("tformer.config", "tformer.tokenization"):
+        above = sorted(name for name in reachable(graph, bottom)
+                       if name.count(".") > 1 or modules[name].name == "__init__.py")
+        assert not above, f"{bottom} imports {', '.join(above)}, a layer above it"

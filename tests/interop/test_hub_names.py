@@ -98,7 +98,7 @@ def test_name_without_network_says_the_hub_cannot_be_reached(tmp_path: Path) -> 
 
 
 def test_strings_that_look_like_paths_stay_paths(tmp_path: Path, monkeypatch, gpt) -> None:
-    from tformer.interop.hub import looks_like_model_name
+    from tformer.hub import looks_like_model_name
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
