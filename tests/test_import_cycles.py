@@ -158,3 +158,14 @@ def test_the_bottom_tier_reaches_no_package_above_it() -> None:
         above = sorted(name for name in reachable(graph, bottom)
                        if name.count(".") > 1 or modules[name].name == "__init__.py")
         assert not above, f"{bottom} imports {', '.join(above)}, a layer above it"
+
+
+def test_no_cli_command_imports_another_commands_module() -> None:
+    # What several commands share lives in tformer.cli.common; the package itself only assembles the parser.
+    graph = import_graph(SRC)
+    commands = {name for name in graph if name.startswith("tformer.cli.")} - {"tformer.cli.common",
+                                                                               "tformer.cli.__main__"}
+    assert commands >= {"tformer.cli.generate", "tformer.cli.viz", "tformer.cli.train", "tformer.cli.finetune"}
+    for command in sorted(commands):
+        others = sorted(graph[command] & (commands | {"tformer.cli"}))
+        assert not others, f"{command} imports {', '.join(others)}: move what they share to tformer.cli.common"
