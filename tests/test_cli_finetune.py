@@ -154,7 +154,7 @@ def test_a_char_level_gpt_on_sst2_is_one_line_and_writes_nothing(folders, tmp_pa
     tokenizer = tformer.Tokenizer.train(iter(["the film was great and "]), kind="char")  # no [UNK], few letters
     torch.manual_seed(0)
     config = ModelConfig.preset("gpt1-tiny", vocab_size=tokenizer.vocab_size)
-    tformer.build_model(config).save_pretrained(model, tokenizer=tokenizer)
+    tformer.save_pretrained(tformer.build_model(config), model, tokenizer=tokenizer)
     out = tmp_path / "out"
     assert _finetune(folders, out, model=model) == 2
     error = capsys.readouterr().err.strip()

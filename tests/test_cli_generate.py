@@ -31,7 +31,7 @@ def gpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     eos = tok.eos_token_id  # <|endoftext|>
     config = ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos)
     folder = tmp_path_factory.mktemp("gpt")
-    randomize(tformer.build_model(config), seed=0).save_pretrained(folder)
+    tformer.save_pretrained(randomize(tformer.build_model(config), seed=0), folder)
     tok.save(folder)
     return folder
 
@@ -56,7 +56,7 @@ def translator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         model(input_ids=sources, labels=targets).loss.backward()
         optimizer.step()
     folder = tmp_path_factory.mktemp("translator")
-    model.eval().save_pretrained(folder)
+    tformer.save_pretrained(model.eval(), folder)
     tok.save(folder)
     return folder
 
@@ -94,7 +94,7 @@ def test_generate_streams_the_prompt_and_its_continuation(capsys: pytest.Capture
 
 def test_generate_compile_flag_reaches_generate(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import tformer.generation as generation  # cli_generate imports generate when the command runs (a fast --help)
+    import tformer.generation as generation  # cli/generate.py imports generate when the command runs (a fast --help)
 
     seen: list[object] = []
     original = generation.generate
@@ -274,7 +274,7 @@ def test_translate_n_best_list_is_ranked_with_scores(capsys: pytest.CaptureFixtu
 def bert_dir(tmp_path_factory: pytest.TempPathFactory, translator_dir: Path) -> Path:
     tok = Tokenizer.from_file(translator_dir)
     folder = tmp_path_factory.mktemp("bert")
-    tformer.build_model(ModelConfig.preset("bert-tiny", vocab_size=len(tok))).save_pretrained(folder)
+    tformer.save_pretrained(tformer.build_model(ModelConfig.preset("bert-tiny", vocab_size=len(tok))), folder)
     tok.save(folder)
     return folder
 

@@ -44,7 +44,7 @@ def test_version_prints_the_package_version() -> None:
 
 
 def test_the_cli_lists_the_tokenizer_kinds_of_tokenization() -> None:
-    from tformer.cli import TOKENIZER_KINDS
+    from tformer.cli.prepare import TOKENIZER_KINDS
 
     assert TOKENIZER_KINDS == KINDS  # written twice so that --help need not import torch
 

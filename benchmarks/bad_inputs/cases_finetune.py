@@ -50,10 +50,10 @@ def _models(work: Path) -> tuple[Path, Path]:
     wordpiece = tformer.Tokenizer.train(iter(text), kind="wordpiece", vocab_size=120)
     torch.manual_seed(0)
     config = ModelConfig.preset("bert-tiny", vocab_size=wordpiece.vocab_size, pad_token_id=wordpiece.pad_token_id)
-    tformer.build_model(config).save_pretrained(bert, tokenizer=wordpiece)
+    tformer.save_pretrained(tformer.build_model(config), bert, tokenizer=wordpiece)
     chars = tformer.Tokenizer.train(iter(["the film was "]), kind="char")  # no [UNK]: SST-2 has other letters
-    tformer.build_model(ModelConfig.preset("gpt1-tiny", vocab_size=chars.vocab_size)).save_pretrained(
-        gpt, tokenizer=chars)
+    gpt1 = tformer.build_model(ModelConfig.preset("gpt1-tiny", vocab_size=chars.vocab_size))
+    tformer.save_pretrained(gpt1, gpt, tokenizer=chars)
     return bert, gpt
 
 

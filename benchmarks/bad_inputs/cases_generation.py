@@ -17,9 +17,10 @@ def _folders(work: Path) -> tuple[Path, Path]:
                           special_tokens=["[PAD]", "[UNK]", "[BOS]", "[EOS]"])
     gpt, translator = work / "gpt", work / "translator"
     ids = dict(pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    tformer.build_model(ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), **ids)).save_pretrained(gpt)
-    tformer.build_model(ModelConfig.preset("transformer-tiny", vocab_size=len(tok), decoder_start_token_id=2,
-                                           sinusoidal_layout="halves", **ids)).save_pretrained(translator)
+    tformer.save_pretrained(tformer.build_model(ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), **ids)), gpt)
+    tformer.save_pretrained(tformer.build_model(ModelConfig.preset(
+        "transformer-tiny", vocab_size=len(tok), decoder_start_token_id=2, sinusoidal_layout="halves", **ids)),
+        translator)
     for folder in (gpt, translator):
         tok.save(folder)
     return gpt, translator

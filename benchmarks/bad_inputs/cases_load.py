@@ -23,7 +23,7 @@ def _good_folder(work: Path) -> Path:
     torch.manual_seed(0)
     model = tformer.build_model(ModelConfig.preset("gpt2-tiny", vocab_size=len(tokenizer), bos_token_id=None,
                                                    eos_token_id=None))
-    model.save_pretrained(work / "good", tokenizer=tokenizer)
+    tformer.save_pretrained(model, work / "good", tokenizer=tokenizer)
     return work / "good"
 
 
@@ -145,7 +145,7 @@ def cases(work: Path) -> list[Case]:
 def _api_cases(work: Path, good: Path, notes: Path) -> list[Case]:
     load = "import tformer\ntformer.from_pretrained({!r}{})"
     save = ("import tformer\nfrom tformer import ModelConfig\n"
-            "tformer.build_model(ModelConfig.preset('gpt2-tiny')).save_pretrained({!r})")
+            "tformer.save_pretrained(tformer.build_model(ModelConfig.preset('gpt2-tiny')), {!r})")
     found = [
         Case("python: from_pretrained(dir, n_layers=7)", python=load.format(str(good), ", n_layers=7"),
              expect="override n_layers=7 changes the weights", unchanged=[good]),
@@ -161,7 +161,7 @@ def _api_cases(work: Path, good: Path, notes: Path) -> list[Case]:
             "tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tformer.Tokenizer.from_file("
             f"{str(good)!r}).backend)\n"
             "model = tformer.build_model(ModelConfig.preset('gpt2-tiny'))\n"
-            f"model.save_pretrained({str(work / 'out')!r}, tokenizer=tok)"),
+            f"tformer.save_pretrained(model, {str(work / 'out')!r}, tokenizer=tok)"),
             expect="save_pretrained writes a tformer.Tokenizer", unchanged=[work / "out"]),
         Case("python: load_weights(model, dir with NaN weights)", python=(
             "import tformer\nfrom tformer.interop.huggingface import load_weights\n"

@@ -27,6 +27,7 @@ import torch
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.decoders import DecodeStream
 
+from tformer.hub import resolve_model_path
 from tformer.tokenizer_inputs import NO_TEXT, TextCheck, as_files, file_has_text, read_batches
 
 KINDS = ("char", "word", "bpe", "wordpiece")
@@ -114,8 +115,6 @@ class Tokenizer:
     def from_file(cls, path: str | os.PathLike) -> Tokenizer:
         """Load a tokenizer.json, or the tokenizer.json inside a folder (a Hugging Face checkpoint folder, or a Hub
         name such as "bert-base-cased", found in the Hugging Face cache as from_pretrained finds it)."""
-        from tformer.interop.hub import resolve_model_path  # plain Python, no tformer imports: no layer cycle
-
         path = resolve_model_path(path)
         if path.is_dir():
             path = path / "tokenizer.json"

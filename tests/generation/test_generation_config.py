@@ -53,7 +53,7 @@ def test_explicit_arguments_win(hf_folder: Path) -> None:
 
 
 def test_round_trip_keeps_transformers_output(hf_folder: Path, tmp_path: Path) -> None:
-    tformer.from_pretrained(hf_folder).save_pretrained(tmp_path)
+    tformer.save_pretrained(tformer.from_pretrained(hf_folder), tmp_path)
     written = json.loads((tmp_path / "generation_config.json").read_text())
     assert written["forced_eos_token_id"] == 0 and written["num_beams"] == 3
     assert torch.equal(_theirs(tmp_path), _theirs(hf_folder))
@@ -78,7 +78,7 @@ def test_a_tformer_model_saves_its_special_ids(tmp_path: Path) -> None:
     model.save_pretrained(tmp_path / "hf")
     ours = tformer.from_pretrained(tmp_path / "hf")
     ours.generation_config = {}  # as if built by tformer: only the config's ids are written
-    ours.save_pretrained(tmp_path / "ours")
+    tformer.save_pretrained(ours, tmp_path / "ours")
     written = json.loads((tmp_path / "ours" / "generation_config.json").read_text())
     assert written == {"decoder_start_token_id": 1, "eos_token_id": 0, "pad_token_id": 1}
 
@@ -100,5 +100,5 @@ def test_settings_tformer_does_not_apply_are_named_and_kept(hf_folder: Path, tmp
     (tmp_path / "generation_config.json").write_text(json.dumps(settings))
     with pytest.warns(UserWarning, match="sets suppress_tokens, which tformer.generate does not apply"):
         model = tformer.from_pretrained(tmp_path)
-    model.save_pretrained(tmp_path / "again")
+    tformer.save_pretrained(model, tmp_path / "again")
     assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["suppress_tokens"] == [3]

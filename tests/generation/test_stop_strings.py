@@ -26,7 +26,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     eos = tok.eos_token_id
     config = ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos)
     path = tmp_path_factory.mktemp("stop")
-    randomize(tformer.build_model(config), seed=3).save_pretrained(path)
+    tformer.save_pretrained(randomize(tformer.build_model(config), seed=3), path)
     tok.save(path)
     return path
 

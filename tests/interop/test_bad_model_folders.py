@@ -19,7 +19,7 @@ from tformer.interop.huggingface import load_weights
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    tformer.build_model(ModelConfig.preset("gpt2-tiny")).save_pretrained(tmp_path / "model")
+    tformer.save_pretrained(tformer.build_model(ModelConfig.preset("gpt2-tiny")), tmp_path / "model")
     return tmp_path / "model"
 
 
@@ -201,7 +201,7 @@ def test_override_that_changes_the_weights_is_refused(folder: Path) -> None:
 
 def test_override_of_a_saved_heads_size_is_refused(folder: Path, tmp_path: Path) -> None:
     backbone = tformer.from_pretrained(folder)
-    tformer.with_task_head(backbone, "sequence-classification", num_labels=2).save_pretrained(tmp_path / "cls")
+    tformer.save_pretrained(tformer.with_task_head(backbone, "sequence-classification", num_labels=2), tmp_path / "cls")
     with pytest.raises(ValueError, match=r"num_labels=3 does not fit the saved sequence-classification head"):
         tformer.from_pretrained(tmp_path / "cls", num_labels=3)
 

@@ -18,7 +18,7 @@ from tformer.config import ModelConfig
 def saved_gpt2(tmp_path: Path) -> tuple[tformer.TransformerModel, Path]:
     torch.manual_seed(0)
     model = tformer.build_model(ModelConfig.preset("gpt2-tiny")).eval()
-    model.save_pretrained(tmp_path)
+    tformer.save_pretrained(model, tmp_path)
     return model, tmp_path
 
 
@@ -117,7 +117,7 @@ def test_every_family_round_trips_exactly(preset: str, tmp_path: Path) -> None:
     model = tformer.build_model(ModelConfig.preset(preset)).eval()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.save_pretrained(tmp_path)
+        tformer.save_pretrained(model, tmp_path)
     messages = [str(w.message) for w in caught]
     if preset == "transformer-tiny":  # the paper's interleaved sinusoids are not Marian's [sin | cos] layout
         assert len(messages) == 1 and "Marian uses sinusoidal positions in [sin | cos] halves" in messages[0]

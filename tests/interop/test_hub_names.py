@@ -25,7 +25,7 @@ def _cache_model(cache: Path, name: str, model: tformer.TransformerModel, tokeni
     to them, refs/main naming the commit."""
     repo = cache / ("models--" + name.replace("/", "--"))
     plain = repo / "plain"
-    model.save_pretrained(plain, tokenizer=tokenizer)
+    tformer.save_pretrained(model, plain, tokenizer=tokenizer)
     snapshot = repo / "snapshots" / COMMIT
     snapshot.mkdir(parents=True)
     (repo / "blobs").mkdir()
@@ -98,7 +98,7 @@ def test_name_without_network_says_the_hub_cannot_be_reached(tmp_path: Path) -> 
 
 
 def test_strings_that_look_like_paths_stay_paths(tmp_path: Path, monkeypatch, gpt) -> None:
-    from tformer.interop.hub import looks_like_model_name
+    from tformer.hub import looks_like_model_name
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -109,7 +109,7 @@ def test_strings_that_look_like_paths_stay_paths(tmp_path: Path, monkeypatch, gp
         with pytest.raises(FileNotFoundError, match="does not exist; pass a folder with config.json"):
             tformer.from_pretrained(path)
     local = randomize(tformer.build_model(ModelConfig.preset("gpt2-tiny")), seed=5)
-    local.save_pretrained(tmp_path / "tiny-org" / "tiny-gpt2")  # a folder here wins over the cache
+    tformer.save_pretrained(local, tmp_path / "tiny-org" / "tiny-gpt2")  # a folder here wins over the cache
     assert torch.equal(_logits(tformer.from_pretrained("tiny-org/tiny-gpt2")), _logits(local))
     assert looks_like_model_name("gpt2") and looks_like_model_name("openai-community/gpt2")
 

@@ -31,7 +31,7 @@ def test_save_onto_an_existing_file_is_refused_and_the_file_kept(model, tmp_path
     target = tmp_path / "notes.txt"
     target.write_text("my notes")
     with pytest.raises(FileExistsError) as error:
-        model.save_pretrained(target)
+        tformer.save_pretrained(model, target)
     assert str(error.value) == (f"cannot save the model to {str(target)!r}: it is a file, and a model is saved as a "
                                 "folder (config.json, model.safetensors); pass a folder path, or move the file away")
     assert target.read_text() == "my notes"
@@ -41,7 +41,7 @@ def test_save_under_a_file_is_refused(model, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("my notes")
     with pytest.raises(NotADirectoryError, match=r"cannot save the model to '.*notes.txt/a/b': '.*notes.txt' is a "
                                                  r"file, not a folder; pass a folder path that is not under a file"):
-        model.save_pretrained(tmp_path / "notes.txt" / "a" / "b")
+        tformer.save_pretrained(model, tmp_path / "notes.txt" / "a" / "b")
 
 
 @contextlib.contextmanager
@@ -71,7 +71,7 @@ def test_save_into_a_read_only_folder_is_a_permission_error(model, tmp_path: Pat
     folder.mkdir()
     with read_only(folder) as reason, pytest.raises(
             PermissionError, match=rf"cannot write '.*locked': {reason}; save to a"):
-        model.save_pretrained(folder)
+        tformer.save_pretrained(model, folder)
     assert list(folder.iterdir()) == []
 
 
@@ -81,14 +81,14 @@ def test_unwritable_folder_is_found_before_anything_is_written(model, tmp_path: 
 
     monkeypatch.setattr("tempfile.mkstemp", refuse)  # what a read-only folder answers to a new file
     with pytest.raises(PermissionError) as error:
-        model.save_pretrained(tmp_path / "out")
+        tformer.save_pretrained(model, tmp_path / "out")
     assert str(error.value).startswith(f"cannot write '{tmp_path / 'out'}': permission denied; save to a folder")
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_full_disk_while_writing_weights_is_one_line_and_keeps_the_old_files(model, tmp_path: Path,
                                                                               monkeypatch) -> None:
-    model.save_pretrained(tmp_path)
+    tformer.save_pretrained(model, tmp_path)
     before = (tmp_path / "model.safetensors").read_bytes()
 
     def full_disk(tensors: object, filename: str, metadata: object = None) -> None:
@@ -98,7 +98,7 @@ def test_full_disk_while_writing_weights_is_one_line_and_keeps_the_old_files(mod
 
     monkeypatch.setattr("tformer.interop.huggingface.save_file", full_disk)
     with pytest.raises(OSError) as error:
-        model.save_pretrained(tmp_path)
+        tformer.save_pretrained(model, tmp_path)
     assert str(error.value) == (f"cannot write '{tmp_path / 'model.safetensors'}': no space left on the device; "
                                 "free some space and save again (the files already there are kept)")
     assert (tmp_path / "model.safetensors").read_bytes() == before
@@ -110,7 +110,7 @@ def test_weights_get_the_same_mode_as_the_other_files(model, tmp_path: Path, uma
     tokenizer = Tokenizer.train(iter(["hello world"] * 3), kind="char")
     old = os.umask(umask)
     try:
-        model.save_pretrained(tmp_path, tokenizer=tokenizer)
+        tformer.save_pretrained(model, tmp_path, tokenizer=tokenizer)
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
@@ -126,7 +126,7 @@ def test_full_disk_while_writing_the_tokenizer_is_one_line(model, tmp_path: Path
 
     monkeypatch.setattr(tokenizer, "save", full_disk)
     with pytest.raises(OSError, match=r"cannot write '.*tokenizer.json': no space left on the device"):
-        model.save_pretrained(tmp_path, tokenizer=tokenizer)
+        tformer.save_pretrained(model, tmp_path, tokenizer=tokenizer)
 
 
 def test_a_tokenizer_of_another_library_is_refused_before_writing(model, tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_a_tokenizer_of_another_library_is_refused_before_writing(model, tmp_pat
     theirs = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend)
     with pytest.raises(ValueError, match=r"tokenizer is a \w+, but save_pretrained writes a "
                                          r"tformer.Tokenizer; wrap .* as tformer.Tokenizer\(tok.backend_tokenizer\)"):
-        model.save_pretrained(tmp_path / "out", tokenizer=theirs)
+        tformer.save_pretrained(model, tmp_path / "out", tokenizer=theirs)
     assert not (tmp_path / "out").exists()
-    model.save_pretrained(tmp_path / "out", tokenizer=Tokenizer(theirs.backend_tokenizer))  # the fix it names
+    tformer.save_pretrained(model, tmp_path / "out", tokenizer=Tokenizer(theirs.backend_tokenizer))  # the fix it names
     assert Tokenizer.from_file(tmp_path / "out").encode("hello") == tokenizer.encode("hello")

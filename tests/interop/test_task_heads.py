@@ -80,7 +80,7 @@ def test_tformer_task_model_loads_in_transformers_with_the_same_logits(task: str
     config = ModelConfig.preset("bert-tiny", d_ff=48, task=task, num_labels=NUM_LABELS[task])
     torch.manual_seed(0)
     model = randomize(tformer.build_model(config), seed=2).eval()
-    model.save_pretrained(tmp_path)
+    tformer.save_pretrained(model, tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["architectures"] == [HF_CLASSES[task]]
     reference, info = getattr(transformers, HF_CLASSES[task]).from_pretrained(tmp_path, output_loading_info=True)
@@ -98,7 +98,7 @@ def test_regression_and_label_names_survive_both_libraries(tmp_path: Path) -> No
     names = {0: "negative", 1: "neutral", 2: "positive"}
     classifier = tformer.build_model(ModelConfig.preset("bert-tiny", task="sequence-classification", num_labels=3,
                                                         id2label=names, classifier_dropout=0.2))
-    classifier.save_pretrained(tmp_path / "cls")
+    tformer.save_pretrained(classifier, tmp_path / "cls")
     reference = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "cls")
     assert reference.config.id2label == names and reference.config.label2id["neutral"] == 1
     assert reference.config.classifier_dropout == 0.2
@@ -107,7 +107,7 @@ def test_regression_and_label_names_survive_both_libraries(tmp_path: Path) -> No
     torch.manual_seed(0)
     regressor = randomize(tformer.build_model(ModelConfig.preset(
         "bert-tiny", d_ff=48, task="sequence-classification", num_labels=1)), seed=3).eval()
-    regressor.save_pretrained(tmp_path / "reg")
+    tformer.save_pretrained(regressor, tmp_path / "reg")
     assert json.loads((tmp_path / "reg" / "config.json").read_text())["problem_type"] == "regression"
     reference = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "reg").eval()
     batch = {**_batch("sequence-classification"), "labels": torch.tensor([0.5, -1.0, 2.0])}
@@ -123,7 +123,7 @@ def test_gpt_task_model_round_trips_through_tformer(preset: str, task: str, tmp_
     model = tformer.build_model(ModelConfig.preset(preset, task=task, num_labels=NUM_LABELS[task]))
     special = add_gpt_special_tokens(tokenizer, model)
     randomize(model, seed=4).eval()
-    model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    tformer.save_pretrained(model, tmp_path, tokenizer=tokenizer)
     loaded = tformer.from_pretrained(tmp_path)
     assert type(loaded) is type(model) and loaded.config == model.config
     assert loaded.config.extract_token_id == special.extract

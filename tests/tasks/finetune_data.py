@@ -92,5 +92,5 @@ def write_model(folder: Path, family: str = "bert", seed: int = 0) -> Path:
     preset = "bert-tiny" if family == "bert" else "gpt1-tiny"
     torch.manual_seed(seed)
     config = ModelConfig.preset(preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
-    tformer.build_model(config).save_pretrained(folder, tokenizer=tokenizer)
+    tformer.save_pretrained(tformer.build_model(config), folder, tokenizer=tokenizer)
     return folder

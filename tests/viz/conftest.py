@@ -18,7 +18,7 @@ GERMAN = ["eins zwei drei", "vier fünf sechs", "sieben acht neun"]
 
 
 def _saved(folder: Path, model: tformer.TransformerModel, tokenizer: Tokenizer) -> Path:
-    model.save_pretrained(folder)
+    tformer.save_pretrained(model, folder)
     tokenizer.save(folder)
     return folder
 

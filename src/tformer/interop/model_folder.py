@@ -19,8 +19,8 @@ from typing import Any
 from torch import Tensor
 
 from tformer.config import ModelConfig
+from tformer.hub import resolve_model_path
 from tformer.interop.hf_config import config_from_hf
-from tformer.interop.hub import resolve_model_path
 
 # Files of a model folder: a user who names one of them means the folder around it.
 FOLDER_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "generation_config.json",

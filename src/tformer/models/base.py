@@ -1,10 +1,8 @@
-"""What every model family shares: weight initialisation, input checks, parameter counts, saving."""
+"""What every model family shares: weight initialisation, input checks, parameter counts."""
 
 from __future__ import annotations
 
 import math
-from os import PathLike
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -12,9 +10,6 @@ from torch import Tensor, nn
 from tformer.config import ModelConfig
 from tformer.layers.attention import padding_mask
 from tformer.layers.positions import LearnedPositions
-
-if TYPE_CHECKING:
-    from tformer.tokenization import Tokenizer
 
 
 class TransformerModel(nn.Module):
@@ -44,14 +39,6 @@ class TransformerModel(nn.Module):
     def num_parameters(self) -> int:
         """Trainable parameters, each shared tensor (tied embeddings) counted once."""
         return sum(p.numel() for p in self.parameters())
-
-    def save_pretrained(self, path: str | PathLike[str], tokenizer: Tokenizer | None = None) -> None:
-        """Write a Hugging Face model folder (config.json + model.safetensors, + tokenizer.json when given)
-        that `transformers` loads."""
-        # The checkpoint format lives in interop/ (a layer above); this method is only its front door.
-        from tformer.interop.huggingface import save_pretrained
-
-        save_pretrained(self, path, tokenizer=tokenizer)
 
     def _check_input_ids(self, input_ids: Tensor, past_length: int = 0, name: str = "input_ids", *,
                          check_values: bool = True) -> None:

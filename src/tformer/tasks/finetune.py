@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 import torch
 
-from tformer.interop.huggingface import from_pretrained
+from tformer.interop.huggingface import from_pretrained, save_pretrained
 from tformer.interop.model_folder import find_model_folder
 from tformer.interrupt import Interrupted
 from tformer.models import TaskModel, TransformerModel, build_model, with_task_head
@@ -133,7 +133,7 @@ def _keep_interrupted(model: TaskModel, tokenizer: Tokenizer, out: Path, loop: L
     """Write the weights so far to OUT/interrupted (atomically: a temporary folder renamed) and say so."""
     target, tmp = out / INTERRUPTED, out / f".{INTERRUPTED}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, tokenizer=tokenizer)
+    save_pretrained(model, tmp, tokenizer=tokenizer)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return Interrupted(f"interrupted ({loop.signal_name}) at step {loop.step} of {steps}: the weights so far are in "
@@ -186,7 +186,7 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
         log.close()
         raise _keep_interrupted(model, tokenizer, out, loop, steps)
 
-    model.save_pretrained(out, tokenizer=tokenizer)
+    save_pretrained(model, out, tokenizer=tokenizer)
     metrics = score(encoder, task, dev, opts.eval_batch_size)
     log.eval(loop.step, metrics)
     log.close()

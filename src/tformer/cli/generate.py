@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from tformer.cli.common import load_model_and_tokenizer
+
 if TYPE_CHECKING:  # the command functions import these when they run (`tformer --help` stays light)
     from tformer.models import TransformerModel
     from tformer.tokenization import Tokenizer
@@ -26,22 +28,6 @@ def generate(*args: Any, **kwargs: Any) -> Any:
     from tformer.generation import generate as library_generate
 
     return library_generate(*args, **kwargs)
-
-
-def load_model_and_tokenizer(folder: str, command: str) -> tuple[TransformerModel, Tokenizer]:
-    """The model of a Hugging Face style folder (config.json, weights) and the tokenizer.json beside it; a Hub
-    name ("gpt2") is found in the Hugging Face cache."""
-    from tformer.interop.huggingface import from_pretrained
-    from tformer.interop.model_folder import find_model_folder
-    from tformer.tokenization import Tokenizer
-
-    path = find_model_folder(folder)  # a name resolved, a file / run folder / missing config.json refused
-    tokenizer_file = path / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise FileNotFoundError(f"{str(tokenizer_file)!r} is missing: {command} needs the tokenizer the model was "
-                                "trained with in its folder (write it with Tokenizer.save(folder))")
-    model = from_pretrained(path)
-    return model, Tokenizer.from_file(tokenizer_file)
 
 
 def encode_input(tokenizer: Tokenizer, model: TransformerModel, text: str, what: str,

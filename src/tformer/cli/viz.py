@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from tformer.cli.common import load_model_and_tokenizer  # imports torch only when it runs
+
 ATTENTION_SUFFIXES = (".png", ".svg", ".html")
 # --view's short names for the views capture_attention returns
 VIEW_NAMES = {"self": "self-attention", "encoder": "encoder self-attention", "decoder": "decoder self-attention",
@@ -26,8 +28,6 @@ def _viz_error(error: ImportError) -> ValueError:
 
 def _attention(args: argparse.Namespace) -> None:
     out = _output(args.out, ATTENTION_SUFFIXES)
-    from tformer.cli_generate import load_model_and_tokenizer  # torch only when a model is read
-
     model, tokenizer = load_model_and_tokenizer(args.model, "viz attention")
     from tformer.viz.capture import capture_attention
 
@@ -83,8 +83,6 @@ def _positions(args: argparse.Namespace) -> None:
 
 def _contextual(args: argparse.Namespace) -> None:
     out = _output(args.out, (".png", ".svg"))
-    from tformer.cli_generate import load_model_and_tokenizer
-
     model, tokenizer = load_model_and_tokenizer(args.model, "viz contextual")
     from tformer.viz.contextual import contextual_similarities, plot_contextual
 

@@ -5,6 +5,9 @@ A string is a name only when it cannot be a path the user meant: it does not exi
 ".", "/" or "~", and has the Hub's `name` or `org/name` form. The cache is the one `transformers` uses
 (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub), read when a name is resolved, and HF_HUB_OFFLINE=1
 (or TRANSFORMERS_OFFLINE=1) keeps the look-up to that cache.
+
+Plain Python that imports nothing of tformer, at the bottom tier beside tokenization.py: `Tokenizer.from_file`
+and interop's model folders both resolve names here, so the tokenizer never imports a layer above it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tformer.training.options import OptionError, to_yaml
+from tformer.training.options import to_yaml
 from tformer.training.recipe import RECIPES_DIR, load_recipe
 
 NEXT_COMMAND = {  # what to run on the model folder a run leaves, by objective
@@ -61,10 +61,3 @@ def add_training_commands(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("recipes", help="list the shipped recipes")
     listing.set_defaults(run=_recipes)
 
-
-def split_overrides(extra: list[str]) -> list[str]:
-    """The `--key.sub=value` words argparse left over; anything else is a one-line error."""
-    for word in extra:
-        if not (word.startswith("--") and "=" in word):
-            raise OptionError(f"unrecognised argument {word!r}; recipe options are written --section.key=value")
-    return extra
