@@ -72,7 +72,7 @@ MUTATIONS: list[Mutation] = [
         ("tests/training/test_checkpoint.py",), "kill"),
     Mutation(
         "lm-loss-unshifted", "the model's LM loss compares position t with token t, not t + 1",
-        "tformer/models/base.py",
+        "tformer/losses.py",
         "logits, labels = logits[:, :-1], labels[:, 1:]",
         "logits, labels = logits, labels",
         ("tests/models/test_inputs.py",), "lm_labels"),
