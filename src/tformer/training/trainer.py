@@ -260,7 +260,7 @@ class Trainer:
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().double().cpu()
         reduced = {k: float(v) for k, v in env.all_reduce_sum(sums).items()}
-        loss_value = reduced.get("loss_sum", 0.0)
+        loss_value = self.objective.summary(reduced)["loss"]
         if not math.isfinite(loss_value) or not all(math.isfinite(v) for v in reduced.values()):
             self._pending = None  # the weights of the checkpoint that was due give this loss: never written
             self.optimizer.zero_grad(set_to_none=True)
