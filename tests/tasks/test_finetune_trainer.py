@@ -17,9 +17,11 @@ import torch
 
 import tformer
 from tformer.cli import main
-from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune
+from tformer.tasks.finetune import FinetuneOptions, evaluate, finetune, prepare_finetune
+from tformer.tasks.registry import get_task
 from tformer.training import TrainingDiverged, load_recipe
 from tformer.training.objectives.task import TaskFinetuning
+from tformer.training.streams import shuffled_batches
 
 from .finetune_data import write_data, write_model
 
@@ -193,3 +195,20 @@ def test_the_finetune_run_is_a_task_recipe_that_tformer_train_runs_alike(folders
         assert torch.equal(mine[name], tensor), name
     recipe = load_recipe(out / "recipe.yaml")
     assert recipe.train.objective == "task" and recipe.task.name == "sst2" and recipe.train.max_steps == 5
+
+
+def test_the_data_order_is_one_generators_successive_permutations(folders, tmp_path) -> None:
+    """Epoch e is the e-th torch.randperm of one generator seeded with --seed (the order of the loop fine-tuning had
+    before the Trainer, so its documented figures reproduce), and a stream resumed mid-epoch finds it again."""
+    generator = torch.Generator().manual_seed(42)
+    expected = [torch.randperm(50, generator=generator).tolist() for _ in range(3)]
+    for epoch in range(3):
+        batches = shuffled_batches(50, 8, 42, epoch)
+        assert [int(i) for batch in batches for i in batch] == expected[epoch]
+        assert [len(batch) for batch in batches] == [8] * 6 + [2]
+    assert expected[0] != expected[1]
+    options = FinetuneOptions.from_overrides([*FAST, "--max_steps=1"])
+    _, data, _ = prepare_finetune(get_task("sst2"), folders["bert"], folders["data"], tmp_path / "unused", options)
+    seen = [data.train.next_batch()["labels"] for _ in range(12)]  # 8 batches an epoch: into the second epoch
+    data.train.load_state_dict({"epoch": 1, "position": 2})
+    assert torch.equal(data.train.next_batch()["labels"], seen[10])

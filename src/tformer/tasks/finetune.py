@@ -44,7 +44,7 @@ from tformer.training.streams import length_grouped_order
 from tformer.training.trainer import Trainer, TrainResult
 
 __all__ = ["DevScore", "FinetuneOptions", "FinetuneResult", "evaluate", "evaluate_dev", "finetune",
-           "finetune_recipe", "length_grouped_order", "score"]
+           "finetune_recipe", "length_grouped_order", "prepare_finetune", "score"]
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _items_seen(steps: int, micro_per_step: int, items: int, batch_size: int) ->
     return (micro // per_epoch) * items + min((micro % per_epoch) * batch_size, items)
 
 
-def _prepare(task: Task, folder: Path, data_root: str | Path | None, out_dir: str | Path,
+def prepare_finetune(task: Task, folder: Path, data_root: str | Path | None, out_dir: str | Path,
              options: FinetuneOptions) -> tuple[Recipe, TaskData, FinetuneOptions]:
     """The recipe and data of a fine-tune, every refusal (tokenizer, lengths, dev encoding) said before it writes."""
     _device(options.device)  # a bad --device is named as the finetune option it is
@@ -162,7 +162,7 @@ def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None
     main = int(os.environ.get("RANK", "0")) == 0
     replace_previous = check_out_folder(folder, out_dir, overwrite, bool(resume)) if main else False
     _set_threads(options.threads)
-    recipe, data, opts = _prepare(task, folder, data_root, out_dir, options)
+    recipe, data, opts = prepare_finetune(task, folder, data_root, out_dir, options)
     if replace_previous:
         clear_out_folder(out_dir)
     if main:
