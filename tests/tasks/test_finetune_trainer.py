@@ -212,3 +212,22 @@ def test_the_data_order_is_one_generators_successive_permutations(folders, tmp_p
     seen = [data.train.next_batch()["labels"] for _ in range(12)]  # 8 batches an epoch: into the second epoch
     data.train.load_state_dict({"epoch": 1, "position": 2})
     assert torch.equal(data.train.next_batch()["labels"], seen[10])
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+@pytest.mark.parametrize("task", ["sst2", "stsb", "copa", "squad", "conll2003"])
+def test_the_step_loss_is_the_heads_loss_counted_over_its_items(folders, tmp_path, family, task) -> None:
+    """One micro-batch that is the whole step: the objective's loss equals the head's own (mean) loss, GPT-1's
+    auxiliary LM loss included, so the sums over items and tokens are counted as the head averages them."""
+    options = FinetuneOptions.from_overrides([*FAST, "--max_steps=1"])
+    recipe, data, _ = prepare_finetune(get_task(task), folders[family], folders["data"], tmp_path / "out", options)
+    objective = TaskFinetuning(recipe)
+    model = objective.build_model(data).eval()
+    batch = data.train.next_batch()
+    with torch.no_grad():
+        loss, sums = objective.loss(model, batch, objective.counts(batch))
+        mean = model(**batch)
+    assert float(loss) == pytest.approx(float(mean.loss), rel=1e-5)
+    assert (mean.lm_loss is not None) == (family == "gpt") == ("lm_loss_sum" in sums)
+    assert objective.summary({k: float(v) for k, v in sums.items()})["loss"] == pytest.approx(float(mean.loss),
+                                                                                               rel=1e-5)

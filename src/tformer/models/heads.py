@@ -44,6 +44,9 @@ class TaskModel(TransformerModel):
 
     Every task model takes input_ids, attention_mask (1 = token, 0 = padding), token_type_ids (BERT; GPT takes
     only all-zero ones, having none) and position_ids, as the backbones do, and returns a `TaskOutput`.
+    With labels, `loss` is the mean task loss (plus lm_weight times GPT-1's mean LM loss, also in `lm_loss`);
+    `loss_reduction="sum"` gives instead the task loss summed over its items and, apart, the LM loss summed over its
+    tokens, for a trainer that divides each by its count over a whole step.
     """
 
     task: ClassVar[str]

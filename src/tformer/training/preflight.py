@@ -1,7 +1,7 @@
 """Checks of a recipe's own files (a tokenizer.json, a model folder, the data files) before any data is prepared.
 
 Preparing data can take minutes (reading every book, training a tokenizer, encoding); a misspelled tokenizer path
-or a model folder of the wrong family should stop the run before that, in one line. `build_data` calls
+or a model folder of the wrong family should stop the run before that, in one line. `Objective.prepare_data` calls
 `check_before_data` first; nothing here writes, and only small files are read.
 """
 
