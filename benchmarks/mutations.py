@@ -148,4 +148,17 @@ MUTATIONS: list[Mutation] = [
         'logits.squeeze(-1).tolist() if self.task.kind == "regression" else logits.argmax(-1).tolist()',
         'logits.squeeze(-1).tolist() if self.task.kind == "regression" else logits.argmin(-1).tolist()',
         ("tests/tasks/test_finetune.py",), "independent"),
+    Mutation(
+        "finetune-loss-per-micro-batch", "fine-tuning divides each micro-batch's loss by its own item count, not the "
+        "step's (grad accumulation no longer gives the mean gradient of the whole batch)",
+        "tformer/training/objectives/task.py",
+        'loss = mean_over(out.loss, totals["items"])',
+        'loss = mean_over(out.loss, counts["items"])',
+        ("tests/tasks/test_finetune_trainer.py",), "grad_accum"),
+    Mutation(
+        "finetune-epochs-alike", "every fine-tuning epoch repeats the first epoch's order",
+        "tformer/training/streams.py",
+        "    for _ in range(epoch):\n        torch.randperm(count, generator=generator)",
+        "    for _ in range(0):\n        torch.randperm(count, generator=generator)",
+        ("tests/tasks/test_finetune_trainer.py",), "order"),
 ]

@@ -117,7 +117,7 @@ def cases(work: Path) -> list[Case]:
         Case("finetune: Ctrl-C during training", ["finetune", "sst2", "--model", str(bert), "--data", str(data),
                                                   "--epochs=100000", "--batch_size=8", "--log_every=1", "--out",
                                                   str(work / "stopped")],
-             expect_rc=130, expect="the weights so far are in", interrupt_when="step 1:", unchanged=[bert]),
+             expect_rc=130, expect="continue with --resume", interrupt_when="step 1:", unchanged=[bert]),
         Case("finetune: an unknown task", ["finetune", "sst-22", "--model", str(bert), *base, "--out", fresh],
              expect="did you mean 'sst2'?", unchanged=[bert, work / "fresh"]),
         Case("finetune: a missing --model", ["finetune", "sst2", "--model", str(work / "nope"), *base, "--out", fresh],

@@ -84,13 +84,15 @@ def corpus() -> list[str]:
     return [words, "the was it lives in where does live ? . smiled visited", "what was the cause of this ?"] * 4
 
 
-def write_model(folder: Path, family: str = "bert", seed: int = 0) -> Path:
+def write_model(folder: Path, family: str = "bert", seed: int = 0, **config: object) -> Path:
     """A tiny pre-trained-shaped model folder (config.json, model.safetensors, tokenizer.json): BERT with a
-    WordPiece tokenizer and its pre-training heads, or GPT-1 with a word-level tokenizer."""
+    WordPiece tokenizer and its pre-training heads, or GPT-1 with a word-level tokenizer; `config` overrides
+    ModelConfig fields (dropout=0.0 for runs that must match exactly)."""
     kind = "wordpiece" if family == "bert" else "word"
     tokenizer = tformer.Tokenizer.train(iter(corpus()), kind=kind, vocab_size=200)
     preset = "bert-tiny" if family == "bert" else "gpt1-tiny"
     torch.manual_seed(seed)
-    config = ModelConfig.preset(preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id)
+    config = ModelConfig.preset(preset, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                                **config)
     tformer.save_pretrained(tformer.build_model(config), folder, tokenizer=tokenizer)
     return folder

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tformer.data.synthetic import english_number, number_split
-from tformer.training.datasets import _pairs, build_data
+from tformer.training.datasets import _pairs
+from tformer.training.objectives import build_data
 from tformer.training.recipe import load_recipe
 
 from .conftest import write_text

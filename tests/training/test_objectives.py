@@ -15,7 +15,7 @@ def test_loss_falls_on_a_batch_it_can_overfit(make_recipe, objective: str) -> No
     recipe = make_recipe(objective, "--model.config.dropout=0.0", "--model.config.attention_dropout=0.0")
     trainer = Trainer(recipe)
     batch = trainer.data.train.next_batch()
-    objective_ = build_objective(objective)
+    objective_ = build_objective(recipe)
     optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=1e-2)
     losses = []
     for _ in range(40):

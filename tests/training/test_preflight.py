@@ -9,7 +9,7 @@ import pytest
 
 from tformer import Tokenizer
 from tformer.training import datasets
-from tformer.training.datasets import build_data
+from tformer.training.objectives import build_data
 
 
 @pytest.fixture

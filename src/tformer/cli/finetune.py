@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 from typing import Any
 
@@ -20,10 +21,17 @@ def _finetune(args: argparse.Namespace) -> None:
              if name.startswith(OPTION_PREFIX)]
     options = FinetuneOptions.from_overrides([*given, *args.overrides])  # a bad option is said before torch loads
     from tformer.tasks.finetune import finetune  # torch-heavy imports only when it runs
+    from tformer.training.trainer import TrainingDiverged
 
     out = args.out or f"runs/finetune-{args.task}"
     command = shlex.join(["tformer", *args.argv])
-    result = finetune(args.task, args.model, args.data, out, options, command=command, overwrite=args.overwrite)
+    try:
+        result = finetune(args.task, args.model, args.data, out, options, command=command, overwrite=args.overwrite,
+                          resume=args.resume)
+    except TrainingDiverged as error:  # a user-facing stop: one line, exit code 2, checkpoints kept
+        raise ValueError(str(error)) from None
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+        return
     shown = ", ".join(f"{name} {value:.4f}" for name, value in result.metrics.items())
     print(f"{result.task} dev: {shown}  ({result.train_examples:,} training examples, {result.steps} steps, "
           f"{result.seconds:.0f} s)")
@@ -78,8 +86,9 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
     finetune = commands.add_parser(
         "finetune", help="fine-tune a pre-trained GPT or BERT folder on a task and score its dev split",
         description=f"Fine-tune a model folder on a task ({tasks}) and write OUT/ (a model folder) and "
-                    "OUT/metrics.json. Ctrl-C stops after the current step and keeps the weights so far in "
-                    "OUT/interrupted.", allow_abbrev=False)
+                    "OUT/metrics.json. Ctrl-C stops after the current step and writes a checkpoint in "
+                    "OUT/checkpoints (continue with --resume). Under torchrun (torchrun --nproc-per-node 2 -m "
+                    "tformer.cli finetune ...) each process trains on its share of every batch.", allow_abbrev=False)
     finetune.add_argument("task", help=f"the task: {tasks}")
     finetune.add_argument("--model", required=True, metavar="DIR", help="a GPT or BERT folder with tokenizer.json")
     finetune.add_argument("--data", metavar="DIR", help="the data folder (default: $TFORMER_DATA, else ../shared/data)")
@@ -87,6 +96,9 @@ def add_finetune_commands(commands: argparse._SubParsersAction) -> None:
                           "a new or empty folder, never the model folder")
     finetune.add_argument("--overwrite", action="store_true", help="replace a previous fine-tune in --out (only a "
                           "folder tformer finetune wrote)")
+    finetune.add_argument("--resume", nargs="?", const=True, default=False, metavar="PATH",
+                          help="continue the fine-tune in --out from its newest checkpoint that loads (--resume=PATH: "
+                               "from that checkpoint folder)")
     _add_finetune_options(finetune)
     finetune.set_defaults(run=_finetune, overrides=[], accepts_overrides=True, split_overrides=finetune_overrides)
 

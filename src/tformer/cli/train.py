@@ -14,6 +14,7 @@ NEXT_COMMAND = {  # what to run on the model folder a run leaves, by objective
     "decoder_seq2seq": 'tformer translate --model {dir} "SOURCE"',
     "mlm": 'tformer viz attention --model {dir} "TEXT", or tformer finetune TASK --model {dir}',
     "mlm_nsp": 'tformer viz attention --model {dir} "TEXT", or tformer finetune TASK --model {dir}',
+    "task": "tformer evaluate TASK --model {dir}",
 }
 
 

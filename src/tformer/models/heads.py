@@ -44,6 +44,9 @@ class TaskModel(TransformerModel):
 
     Every task model takes input_ids, attention_mask (1 = token, 0 = padding), token_type_ids (BERT; GPT takes
     only all-zero ones, having none) and position_ids, as the backbones do, and returns a `TaskOutput`.
+    With labels, `loss` is the mean task loss (plus lm_weight times GPT-1's mean LM loss, also in `lm_loss`);
+    `loss_reduction="sum"` gives instead the task loss summed over its items and, apart, the LM loss summed over its
+    tokens, for a trainer that divides each by its count over a whole step.
     """
 
     task: ClassVar[str]
@@ -98,12 +101,17 @@ class TaskModel(TransformerModel):
         return encoded.hidden[torch.arange(input_ids.size(0), device=input_ids.device), positions]
 
     def _with_lm_loss(self, task_loss: Tensor | None, encoded: _Encoded, input_ids: Tensor,
-                      attention_mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        """(total loss, auxiliary LM loss): GPT-1's L3 = L2 + lm_weight * L1, on the task's own input."""
+                      attention_mask: Tensor | None, reduction: str) -> tuple[Tensor | None, Tensor | None]:
+        """(total loss, auxiliary LM loss): GPT-1's L3 = L2 + lm_weight * L1, on the task's own input.
+
+        reduction="sum" returns the two sums apart (the task's over its items, the LM's over its tokens): each is
+        divided by its own count over a whole training step before they are weighted and added."""
         if task_loss is None or encoded.lm_logits is None:
             return task_loss, None
         targets = input_ids if attention_mask is None else input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
-        auxiliary = token_cross_entropy(encoded.lm_logits, targets, shift=True)
+        auxiliary = token_cross_entropy(encoded.lm_logits, targets, shift=True, reduction=reduction)
+        if reduction == "sum":
+            return task_loss, auxiliary
         return task_loss + self.config.lm_weight * auxiliary, auxiliary
 
 
@@ -134,7 +142,8 @@ class SequenceClassification(TaskModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, labels: Tensor | None = None, *,
-                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                loss_reduction: str = "mean") -> TaskOutput:
         orders = 1
         if input_ids.dim() == 3:
             if not self._is_gpt or input_ids.size(1) != 2:
@@ -152,8 +161,8 @@ class SequenceClassification(TaskModel):
         if orders == 2:
             vectors = vectors.view(-1, 2, vectors.size(-1)).sum(dim=1)
         logits = self.classifier(self.dropout(vectors))
-        loss = None if labels is None else self._loss(logits, labels)
-        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask)
+        loss = None if labels is None else self._loss(logits, labels, loss_reduction)
+        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask, loss_reduction)
         return TaskOutput(logits=logits, loss=loss, lm_loss=auxiliary, hidden_states=encoded.hidden_states,
                           attentions=encoded.attentions)
 
@@ -166,7 +175,7 @@ class SequenceClassification(TaskModel):
         integer = labels.dtype in (torch.long, torch.int)
         return "single_label_classification" if integer else "multi_label_classification"
 
-    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+    def _loss(self, logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
         batch, num_labels = logits.shape
         problem = self.problem_type_for(labels)
         if problem == "regression":
@@ -174,17 +183,19 @@ class SequenceClassification(TaskModel):
                 raise ValueError(f"labels has shape {tuple(labels.shape)} but regression needs one target per "
                                  f"output: ({batch},) or ({batch}, {num_labels})")
             target = labels.to(logits.dtype).view_as(logits)
-            return F.mse_loss(logits.squeeze(), target.squeeze()) if num_labels == 1 else F.mse_loss(logits, target)
+            if num_labels == 1:
+                return F.mse_loss(logits.squeeze(), target.squeeze(), reduction=reduction)
+            return F.mse_loss(logits, target, reduction=reduction)
         if problem == "multi_label_classification":
             if tuple(labels.shape) != (batch, num_labels):
                 raise ValueError(f"labels has shape {tuple(labels.shape)} but multi-label classification needs "
                                  f"({batch}, {num_labels}): a 0/1 per class")
-            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction=reduction)
         labels = labels.reshape(-1)
         if labels.numel() != batch:
             raise ValueError(f"labels has {labels.numel()} entries for {batch} sequences; give one class id each")
         check_class_ids(labels, num_labels, "num_labels")
-        return token_cross_entropy(logits, labels)
+        return token_cross_entropy(logits, labels, reduction=reduction)
 
 
 class MultipleChoice(TaskModel):
@@ -201,7 +212,8 @@ class MultipleChoice(TaskModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, labels: Tensor | None = None, *,
-                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                loss_reduction: str = "mean") -> TaskOutput:
         if input_ids.dim() != 3:
             raise ValueError(f"input_ids has shape {tuple(input_ids.shape)} but multiple choice needs (batch, "
                              "choices, length): one sequence per choice (tformer.tasks input layouts build it)")
@@ -222,8 +234,8 @@ class MultipleChoice(TaskModel):
                 raise ValueError(f"labels has {labels.numel()} entries for {shape[0]} questions; give the index of "
                                  "the right choice for each")
             check_class_ids(labels, choices, "choices")
-            loss = token_cross_entropy(logits, labels)
-        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask)
+            loss = token_cross_entropy(logits, labels, reduction=loss_reduction)
+        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask, loss_reduction)
         return TaskOutput(logits=logits, loss=loss, lm_loss=auxiliary, hidden_states=encoded.hidden_states,
                           attentions=encoded.attentions)
 
@@ -241,7 +253,8 @@ class TokenClassification(TaskModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, labels: Tensor | None = None, *,
-                output_attentions: bool = False, output_hidden_states: bool = False) -> TaskOutput:
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                loss_reduction: str = "mean") -> TaskOutput:
         encoded = self._encode(input_ids, attention_mask, token_type_ids, position_ids, training_lm=labels is not None,
                                output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = self.classifier(self.dropout(encoded.hidden))
@@ -251,8 +264,8 @@ class TokenClassification(TaskModel):
                 raise ValueError(f"labels has shape {tuple(labels.shape)} but input_ids has "
                                  f"{tuple(input_ids.shape)}; give one label per token (-100 to ignore one)")
             check_class_ids(labels, self.config.num_labels, "num_labels")
-            loss = token_cross_entropy(logits, labels)
-        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask)
+            loss = token_cross_entropy(logits, labels, reduction=loss_reduction)
+        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask, loss_reduction)
         return TaskOutput(logits=logits, loss=loss, lm_loss=auxiliary, hidden_states=encoded.hidden_states,
                           attentions=encoded.attentions)
 
@@ -272,7 +285,7 @@ class QuestionAnswering(TaskModel):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, start_positions: Tensor | None = None,
                 end_positions: Tensor | None = None, *, output_attentions: bool = False,
-                output_hidden_states: bool = False) -> TaskOutput:
+                output_hidden_states: bool = False, loss_reduction: str = "mean") -> TaskOutput:
         if (start_positions is None) != (end_positions is None):
             raise ValueError("give start_positions and end_positions together (or neither, for inference)")
         training = start_positions is not None
@@ -290,9 +303,9 @@ class QuestionAnswering(TaskModel):
             # Positions outside the input (the answer was cut off) are clamped to `length` and ignored.
             first = start_positions.reshape(-1).clamp(0, length)
             last = end_positions.reshape(-1).clamp(0, length)
-            loss = (F.cross_entropy(start_logits.float(), first, ignore_index=length)
-                    + F.cross_entropy(end_logits.float(), last, ignore_index=length)) / 2
-        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask)
+            loss = (F.cross_entropy(start_logits.float(), first, ignore_index=length, reduction=loss_reduction)
+                    + F.cross_entropy(end_logits.float(), last, ignore_index=length, reduction=loss_reduction)) / 2
+        loss, auxiliary = self._with_lm_loss(loss, encoded, input_ids, attention_mask, loss_reduction)
         return TaskOutput(loss=loss, start_logits=start_logits, end_logits=end_logits, lm_loss=auxiliary,
                           hidden_states=encoded.hidden_states, attentions=encoded.attentions)
 

@@ -1,12 +1,13 @@
 """Fine-tuning a pre-trained model folder on a registered task, and scoring a fine-tuned one on its dev split.
 
-`finetune("sst2", "bert-folder", data_root, "runs/sst2")` reads the task's train and dev splits, puts a fresh task
-head on the model (GPT also gets GPT-1's start / delimiter / extract tokens, and keeps its language-model loss as
-an auxiliary loss with weight 0.5), trains with AdamW (no weight decay on biases, norms and embeddings) under
-BERT's fine-tuning schedule (linear warmup over the first 10 % of the steps, then linear decay to 0), scores the
-dev split with the task's metrics, and writes OUT/ (a model folder with its tokenizer, loadable by
-`tformer.from_pretrained`) and OUT/metrics.json. `evaluate("sst2", "runs/sst2", data_root)` loads that folder and
-scores the dev split again.
+`finetune("sst2", "bert-folder", data_root, "runs/sst2")` builds the recipe of a `train.objective=task` run
+(`training/objectives/task.py`) and runs it on the one Trainer: a fresh task head on the model (GPT also gets GPT-1's
+start / delimiter / extract tokens, and keeps its language-model loss as an auxiliary loss with weight 0.5), AdamW
+(no weight decay on biases, norms and embeddings) under BERT's fine-tuning schedule (linear warmup over the first
+10 % of the steps, then linear decay to 0), the dev split scored with the task's metrics; so fine-tuning has the
+Trainer's bf16, gradient accumulation, torch.compile, checkpoints, --resume, the NaN stop, the logs and torchrun.
+OUT/ is a model folder with its tokenizer (loadable by `tformer.from_pretrained`) plus OUT/metrics.json, the run's
+metrics.jsonl, recipe.yaml and checkpoints/. `evaluate("sst2", "runs/sst2", data_root)` scores the folder again.
 
 Defaults are the papers': BERT (Devlin et al. 2019, appendix A.3) batch 32, 3 epochs, lr 2e-5..5e-5, sequences of
 128 tokens; SQuAD windows of 384 tokens with a stride of 128, lr 5e-5; GPT-1 (Radford et al. 2018) lr 6.25e-5,
@@ -17,8 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,26 +27,24 @@ from typing import Any, TextIO
 
 import torch
 
-from tformer.interop.huggingface import from_pretrained, save_pretrained
+from tformer.interop.huggingface import from_pretrained
 from tformer.interop.model_folder import find_model_folder
-from tformer.interrupt import Interrupted
-from tformer.models import TaskModel, TransformerModel, build_model, with_task_head
+from tformer.models import TaskModel
 from tformer.tasks.encoding import HEAD_TASKS, TaskEncoder, task_encoder
-from tformer.tasks.inputs import add_gpt_special_tokens
 from tformer.tasks.metrics import compute_metrics
 from tformer.tasks.options import FinetuneOptions
-from tformer.tasks.out_folder import INTERRUPTED, check_out_folder, clear_out_folder, writable_folder
-from tformer.tasks.preflight import check_dev_encodes, check_tokenizer_covers
+from tformer.tasks.out_folder import check_out_folder, clear_out_folder, writable_folder
 from tformer.tasks.registry import Task, get_task
-from tformer.tasks.train_loop import LoopResult, length_grouped_order, train_steps
 from tformer.tokenization import Tokenizer
 from tformer.training.distributed import pick_device
-from tformer.training.optim import build_optimizer, build_scheduler
+from tformer.training.objectives.task import TaskData, TaskFinetuning
 from tformer.training.options import OptionError, to_dict
-from tformer.training.progress import RunLog
+from tformer.training.recipe import Recipe, load_recipe
+from tformer.training.streams import length_grouped_order
+from tformer.training.trainer import Trainer, TrainResult
 
 __all__ = ["DevScore", "FinetuneOptions", "FinetuneResult", "evaluate", "evaluate_dev", "finetune",
-           "length_grouped_order", "score"]
+           "finetune_recipe", "length_grouped_order", "prepare_finetune", "score"]
 
 
 @dataclass
@@ -77,33 +75,6 @@ def _check_model_dir(model_dir: str | Path) -> Path:
     return find_model_folder(model_dir)  # a Hub name resolved; a file, run folder, missing config.json refused
 
 
-def _task_model(model: TransformerModel, task: Task, lm_weight: float | None) -> TaskModel:
-    """`model` with `task`'s head: kept when it already has one of the right kind and size, else a fresh one."""
-    head = HEAD_TASKS[task.kind]
-    if isinstance(model, TaskModel) and model.config.task == head:
-        task.check_head(model.config.num_labels if head != "multiple-choice" else 1)
-    else:
-        fields: dict[str, Any] = {}
-        if head != "multiple-choice":
-            fields["num_labels"] = task.num_labels
-        if task.kind in ("classification", "token_classification"):
-            fields["id2label"] = dict(enumerate(task.labels))
-        model = with_task_head(model, head, **fields)
-    if lm_weight is not None:
-        for module in model.modules():  # the task model and its backbone share one config
-            if isinstance(module, TransformerModel):
-                module.config = module.config.replace(lm_weight=lm_weight)
-    return model
-
-
-def _subset(examples: list, limit: int | None, seed: int) -> list:
-    """At most `limit` examples, a seeded random choice kept in file order."""
-    if limit is None or limit >= len(examples):
-        return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-    return [examples[i] for i in keep]
-
-
 def score(encoder: TaskEncoder, task: Task, examples: list, batch_size: int) -> dict[str, float]:
     """The task's metrics of `encoder.model` on `examples` (dropout off)."""
     encoder.model.eval()
@@ -117,103 +88,128 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _load_task_model(folder: Path, task: Task, options: FinetuneOptions, tokenizer: Tokenizer) -> TaskModel:
-    """The folder's model (or, with --init=random, its architecture freshly initialised) with `task`'s head; GPT
-    also gets GPT-1's start / delimiter / extract tokens in `tokenizer` and its embeddings."""
-    backbone = from_pretrained(folder)
-    if options.init == "random":
-        backbone = build_model(backbone.config)
-    model = _task_model(backbone, task, options.lm_weight)
-    if model.config.family == "gpt":
-        add_gpt_special_tokens(tokenizer, model)
-    return model
+def finetune_recipe(task: Task, folder: Path, data_root: str | Path | None, out_dir: str | Path,
+                    options: FinetuneOptions) -> Recipe:
+    """The `train.objective=task` recipe of a fine-tune (before its model is read: lr, batch size, length and the
+    steps are set by `finetune` once the model's family and the training items are known)."""
+    o = options
+    mapping = {
+        "name": f"finetune-{task.name}", "description": f"fine-tune {folder} on {task.name}",
+        "model": {"from_pretrained": str(folder)},
+        "data": {"root": None if data_root is None else str(data_root), "batch_size": o.batch_size or 32,
+                 "max_length": o.max_length or 128},
+        "train": {"objective": "task", "lr": o.lr or 1e-4, "schedule": "linear", "weight_decay": o.weight_decay,
+                  "clip_grad_norm": o.max_grad_norm if o.max_grad_norm > 0 else None, "seed": o.seed,
+                  "device": o.device or "auto", "threads": o.threads, "grad_accum": o.grad_accum,
+                  "precision": o.precision, "compile": o.compile, "distributed": o.distributed},
+        "eval": {"every": o.eval_every},
+        "task": {"name": task.name, "doc_stride": o.doc_stride or 128, "max_train_examples": o.max_train_examples,
+                 "max_eval_examples": o.max_eval_examples, "eval_batch_size": o.eval_batch_size,
+                 "group_by_length": o.group_by_length, "init": o.init, "lm_weight": o.lm_weight},
+        "out": {"dir": str(out_dir), "checkpoint_every": o.checkpoint_every, "log_every": o.log_every},
+    }
+    return load_recipe(mapping)
 
 
-def _keep_interrupted(model: TaskModel, tokenizer: Tokenizer, out: Path, loop: LoopResult, steps: int) -> Interrupted:
-    """Write the weights so far to OUT/interrupted (atomically: a temporary folder renamed) and say so."""
-    target, tmp = out / INTERRUPTED, out / f".{INTERRUPTED}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(model, tmp, tokenizer=tokenizer)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return Interrupted(f"interrupted ({loop.signal_name}) at step {loop.step} of {steps}: the weights so far are in "
-                       f"{target} (a model folder, not scored); fine-tuning cannot resume yet, so run it again for "
-                       f"the full fine-tune (with --overwrite to replace {out})")
+def _schedule(recipe: Recipe, opts: FinetuneOptions, items: int) -> None:
+    """train.max_steps from the epochs (or --max_steps) and train.warmup_steps from the warmup fraction."""
+    per_epoch = math.ceil(items / (opts.batch_size * opts.grad_accum))  # type: ignore[operator]
+    steps = per_epoch * opts.epochs if opts.max_steps is None else min(opts.max_steps, per_epoch * opts.epochs)
+    recipe.train.max_steps = steps
+    recipe.train.warmup_steps = round(steps * (opts.warmup_fraction or 0.0))
+
+
+def _items_seen(steps: int, micro_per_step: int, items: int, batch_size: int) -> int:
+    """How many training items `steps` optimizer steps fed (epochs end with a smaller batch)."""
+    per_epoch = math.ceil(items / batch_size)
+    micro = steps * micro_per_step
+    return (micro // per_epoch) * items + min((micro % per_epoch) * batch_size, items)
+
+
+def prepare_finetune(task: Task, folder: Path, data_root: str | Path | None, out_dir: str | Path,
+             options: FinetuneOptions) -> tuple[Recipe, TaskData, FinetuneOptions]:
+    """The recipe and data of a fine-tune, every refusal (tokenizer, lengths, dev encoding) said before it writes."""
+    _device(options.device)  # a bad --device is named as the finetune option it is
+    recipe = finetune_recipe(task, folder.resolve(), data_root, out_dir, options)
+    objective = TaskFinetuning(recipe)
+    model, _ = objective.load_model()
+    opts = options.resolved(task, model.config)
+    assert opts.lr and opts.batch_size and opts.max_length and opts.doc_stride is not None
+    recipe.train.lr, recipe.data.batch_size, recipe.data.max_length = opts.lr, opts.batch_size, opts.max_length
+    recipe.task.doc_stride = opts.doc_stride
+    data = objective.build_data(recipe.run_dir, print)
+    _schedule(recipe, opts, len(data.items))
+    return recipe, data, opts
 
 
 def finetune(task_name: str, model_dir: str | Path, data_root: str | Path | None, out_dir: str | Path,
              options: FinetuneOptions | None = None, *, command: str | None = None,
-             stream: TextIO | None = None, overwrite: bool = False) -> FinetuneResult:
+             stream: TextIO | None = None, overwrite: bool = False,
+             resume: bool | str | Path = False) -> FinetuneResult:
     """Fine-tune the model in `model_dir` on task `task_name` (train split), score the dev split, and write the
     model folder and metrics.json to `out_dir`. Progress goes to `stream` (stderr by default).
 
     Before anything is written: `out_dir` is checked (not the model folder, nothing foreign in it, a previous
-    fine-tune only with `overwrite`), the tokenizer must cover the text, and the dev split must encode. Ctrl-C or
-    SIGTERM finishes the step, keeps the weights in OUT/interrupted and raises `Interrupted`."""
+    fine-tune only with `overwrite`, or `resume` to continue it from its newest checkpoint), the tokenizer must cover
+    the text, and the dev split must encode. Ctrl-C or SIGTERM finishes the step, writes a checkpoint and raises
+    `Interrupted` (continue with `resume=True`); a NaN loss raises `TrainingDiverged` naming the last checkpoint.
+    Under torchrun every process calls this; rank 0 alone writes."""
     began = time.perf_counter()
     options = options or FinetuneOptions()
     stream = stream or sys.stderr
     task = get_task(task_name)
     folder = _check_model_dir(model_dir)
-    replace_previous = check_out_folder(folder, out_dir, overwrite)
+    main = int(os.environ.get("RANK", "0")) == 0
+    replace_previous = check_out_folder(folder, out_dir, overwrite, bool(resume)) if main else False
     _set_threads(options.threads)
-    train_all = task.read("train", data_root)
-    dev = task.read("dev", data_root)[:options.max_eval_examples]
-    train = _subset(train_all, options.max_train_examples, options.seed)
-    tokenizer = Tokenizer.from_file(folder)
-    check_tokenizer_covers(tokenizer, {"train": train, "dev": dev}, task.name, str(folder))
-    torch.manual_seed(options.seed)
-    device = _device(options.device)
-    model = _load_task_model(folder, task, options, tokenizer).to(device)
-    opts = options.resolved(task, model.config)
-    assert opts.lr and opts.batch_size and opts.max_length and opts.doc_stride is not None
-    encoder = task_encoder(task, model, tokenizer, opts.max_length, opts.doc_stride)
-    items = encoder.items(train)
-    check_dev_encodes(encoder, dev, opts.eval_batch_size)
-    per_epoch = math.ceil(len(items) / opts.batch_size)
-    steps = per_epoch * opts.epochs if opts.max_steps is None else min(opts.max_steps, per_epoch * opts.epochs)
-    warmup = round(steps * (opts.warmup_fraction or 0.0))
-    optimizer = build_optimizer(model, lr=opts.lr, weight_decay=opts.weight_decay, betas=(0.9, 0.999), eps=1e-8)
-    scheduler = build_scheduler(optimizer, "linear", max_steps=steps, warmup_steps=warmup, lr=opts.lr)
-    out = Path(out_dir)
+    recipe, data, opts = prepare_finetune(task, folder, data_root, out_dir, options)
     if replace_previous:
-        clear_out_folder(out)
-    writable_folder(out)
-    log = RunLog(out, max_steps=steps, progress="lines", tensorboard=False, plot=True, stream=stream)
-    _announce(log, folder, model, task, opts, train, train_all, items, dev, steps, warmup, device)
-    loop = train_steps(model, encoder, items, opts, steps, optimizer, scheduler, log)
-    if loop.signal_name is not None:
-        log.close()
-        raise _keep_interrupted(model, tokenizer, out, loop, steps)
-
-    save_pretrained(model, out, tokenizer=tokenizer)
-    metrics = score(encoder, task, dev, opts.eval_batch_size)
-    log.eval(loop.step, metrics)
-    log.close()
-    seconds = time.perf_counter() - began
-    _write_json(out / "metrics.json", {
-        "task": task.name, "split": "dev", "metrics": metrics, "dev_examples": len(dev), "model": str(folder),
-        "train_examples": len(train), "train_examples_available": len(train_all),
-        "subset": len(train) < len(train_all), "train_items": len(items), "steps": loop.step,
-        "epochs": round(loop.seen / len(items), 3), "train_seconds": round(loop.seconds, 1),
-        "wall_seconds": round(seconds, 1), "command": command, "device": str(device),
-        "threads": torch.get_num_threads(),
-        "options": to_dict(opts)})
-    return FinetuneResult(task.name, metrics, loop.step, len(train), seconds, out)
+        clear_out_folder(out_dir)
+    if main:
+        writable_folder(out_dir)
+        _announce(stream, folder, data, opts, recipe)
+    trainer = Trainer(recipe, data=data, resume=resume, log_stream=stream)
+    try:
+        result = trainer.fit()
+    finally:
+        trainer.close()
+    if main:
+        _write_json(Path(out_dir) / "metrics.json", _record(task, folder, data, opts, result, command, trainer,
+                                                            time.perf_counter() - began))
+    return FinetuneResult(task.name, result.eval_metrics, result.step, len(data.train_examples),
+                          time.perf_counter() - began, Path(out_dir))
 
 
-def _announce(log: RunLog, folder: Path, model: TaskModel, task: Task, opts: FinetuneOptions, train: list,
-              train_all: list, items: list, dev: list, steps: int, warmup: int, device: torch.device) -> None:
-    subset = (f"a seeded random subset of {len(train):,} of the {len(train_all):,} training examples "
-              f"(max_train_examples={opts.max_train_examples})" if len(train) < len(train_all)
+def _record(task: Task, folder: Path, data: TaskData, opts: FinetuneOptions, result: TrainResult,
+            command: str | None, trainer: Trainer, seconds: float) -> dict[str, Any]:
+    """metrics.json: the dev metrics and how they were made."""
+    assert opts.batch_size is not None
+    seen = _items_seen(result.step, opts.grad_accum, len(data.items), opts.batch_size)
+    return {"task": task.name, "split": "dev", "metrics": result.eval_metrics, "dev_examples": len(data.dev),
+            "model": str(folder), "train_examples": len(data.train_examples),
+            "train_examples_available": data.train_available,
+            "subset": len(data.train_examples) < data.train_available, "train_items": len(data.items),
+            "steps": result.step, "epochs": round(seen / len(data.items), 3), "train_seconds": round(result.seconds, 1),
+            "wall_seconds": round(seconds, 1), "command": command, "device": str(trainer.env.device),
+            "threads": torch.get_num_threads(), "processes": trainer.env.world_size, "options": to_dict(opts)}
+
+
+def _announce(stream: TextIO, folder: Path, data: TaskData, opts: FinetuneOptions, recipe: Recipe) -> None:
+    assert data.model is not None and data.task is not None
+    train, items, task, model = data.train_examples, data.items, data.task, data.model
+    subset = (f"a seeded random subset of {len(train):,} of the {data.train_available:,} training examples "
+              f"(max_train_examples={opts.max_train_examples})" if len(train) < data.train_available
               else f"all {len(train):,} training examples")
     windows = f" ({len(items):,} windows)" if len(items) != len(train) else ""
     start = "" if opts.init == "pretrained" else ", freshly initialised (--init=random)"
-    log.message(f"fine-tuning {folder} ({model.config.family}, {model.num_parameters():,} parameters{start}) on "
-                f"{task.name}: {subset}{windows}; {steps} steps of {opts.batch_size}, lr {opts.lr:g}, warmup "
-                f"{warmup} steps; dev {len(dev):,} examples; on {device}")
+    accum = f" x {opts.grad_accum} micro-batches" if opts.grad_accum > 1 else ""
+    lines = [f"fine-tuning {folder} ({model.config.family}, {model.num_parameters():,} parameters{start}) on "
+             f"{task.name}: {subset}{windows}; {recipe.train.max_steps} steps of {opts.batch_size}{accum}, lr "
+             f"{opts.lr:g}, warmup {recipe.train.warmup_steps} steps; dev {len(data.dev):,} examples"]
     if task.note:
-        log.message(f"{task.name}: {task.note}")
+        lines.append(f"{task.name}: {task.note}")
+    for line in lines:
+        print(line, file=stream, flush=True)
 
 
 @dataclass

@@ -57,10 +57,21 @@ class FinetuneOptions:
         "pretrained: start from the folder's weights; random: the same architecture and tokenizer, freshly "
         "initialised (the baseline that shows what pre-training transfers)"))
     log_every: int = field(default=10, metadata=_help("steps between progress lines"))
+    grad_accum: int = field(default=1, metadata=_help(
+        "micro-batches of batch_size per optimizer step (the loss is averaged over all their examples)"))
+    precision: str = field(default="fp32", metadata=_help(
+        "fp32, bf16 (autocast, CPU or CUDA) or fp16 (autocast with a gradient scaler, CUDA)"))
+    compile: bool = field(default=False, metadata=_help("torch.compile the model"))
+    checkpoint_every: int = field(default=0, metadata=_help(
+        "write a checkpoint (OUT/checkpoints/step-N) every this many steps, for --resume (0: only at the end)"))
+    eval_every: int = field(default=0, metadata=_help("also score the dev split every this many steps (0: at the "
+                                                      "end only)"))
+    distributed: str = field(default="ddp", metadata=_help(
+        "under torchrun: ddp (a replica per process) or fsdp (FSDP2, parameters sharded)"))
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "max_steps", "max_length", "max_train_examples", "max_eval_examples",
-                     "eval_batch_size", "threads", "log_every"):
+                     "eval_batch_size", "threads", "log_every", "grad_accum"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise OptionError(f"{name}={value} must be at least 1")
@@ -68,6 +79,13 @@ class FinetuneOptions:
             raise OptionError(f"lr={self.lr} must be positive, e.g. --lr=2e-5")
         if self.init not in ("pretrained", "random"):
             raise OptionError(f"init={self.init!r} is not an initialisation; pass --init=pretrained or --init=random")
+        for name, allowed in (("precision", ("fp32", "bf16", "fp16")), ("distributed", ("ddp", "fsdp"))):
+            if getattr(self, name) not in allowed:
+                raise OptionError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}; pass "
+                                  f"--{name}={allowed[0]}")
+        for name in ("checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"{name}={getattr(self, name)} must be at least 0 (0: only at the end)")
         if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
             raise OptionError(f"warmup_fraction={self.warmup_fraction} must be in [0, 1)")
 

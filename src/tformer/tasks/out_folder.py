@@ -16,8 +16,9 @@ from pathlib import Path
 # What `tformer finetune` writes into OUT/ (a model folder, its logs, the weights of an interrupted run).
 FINETUNE_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
                   "model-*-of-*.safetensors", "tokenizer.json", "metrics.json", "metrics.jsonl", "loss.png",
-                  "loss.png.tmp.png", ".*.tmp", "interrupted", ".interrupted.tmp")
-INTERRUPTED = "interrupted"  # OUT/interrupted: the weights so far of a run stopped by Ctrl-C or SIGTERM
+                  "loss.png.tmp.png", ".*.tmp", "interrupted", ".interrupted.tmp", "checkpoints", "recipe.yaml",
+                  "tensorboard", ".tformer.lock", "metrics.jsonl.tmp")
+# (OUT/interrupted held the weights of a stopped run before fine-tuning wrote checkpoints; an old one is replaced)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -28,10 +29,14 @@ def _is_finetune_file(name: str) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in FINETUNE_FILES)
 
 
-def check_out_folder(model_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> bool:
+def check_out_folder(model_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
+                     resume: bool = False) -> bool:
     """Refuse (one-line ValueError / OSError) an `out_dir` that is, or is inside, or holds the model folder, that
-    is a file, that holds other files, or that holds a previous fine-tune when `overwrite` is off. Returns whether
-    a previous fine-tune is there to be cleared (`clear_out_folder`) before this run writes."""
+    is a file, that holds other files, or that holds a previous fine-tune when neither `overwrite` nor `resume`
+    (continue it) is on. Returns whether a previous fine-tune is there to be cleared (`clear_out_folder`) before
+    this run writes."""
+    if overwrite and resume:
+        raise ValueError("--resume continues the fine-tune in --out and --overwrite deletes it; pass one of them")
     model, out = Path(model_dir).resolve(), Path(out_dir).resolve()
     if _inside(out, model):
         where = "is the model folder" if out == model else f"is inside the model folder {model_dir}"
@@ -52,9 +57,11 @@ def check_out_folder(model_dir: str | os.PathLike, out_dir: str | os.PathLike, o
         what = "a model" if "config.json" in entries and not is_finetune else "files"
         raise FileExistsError(f"--out {out_dir} already holds {what} that tformer finetune did not write ({shown}); "
                               "pick a new --out (a missing or empty folder)")
+    if resume:
+        return False
     if not overwrite:
         raise FileExistsError(f"--out {out_dir} already holds a fine-tune ({', '.join(entries[:4])}); pick a new "
-                              "--out, or pass --overwrite to replace it")
+                              "--out, continue it with --resume, or pass --overwrite to replace it")
     return True
 
 

@@ -26,8 +26,8 @@ from tformer.data.prepare import prepare, read_text
 from tformer.data.seq2seq import ParallelCorpus, read_lines
 from tformer.data.synthetic import english_number, german_number, number_pairs, split_numbers
 from tformer.tokenization import Tokenizer
-from tformer.training.preflight import check_before_data
-from tformer.training.recipe import Recipe, recipe_notes
+from tformer.training.options import OptionError
+from tformer.training.recipe import Recipe
 from tformer.training.streams import (
     EpochStream,
     WindowStream,
@@ -51,6 +51,20 @@ class TrainingData:
     valid_pairs: list[tuple[str, str]] = field(default_factory=list)
     test_pairs: list[tuple[str, str]] = field(default_factory=list)
     encode_source: Callable[[str], list[int]] | None = None
+
+
+def check_text_files(recipe: Recipe, objective: str, smallest: int) -> None:
+    """A text objective needs data.text (not the numbers corpus) and rows of at least `smallest` tokens."""
+    d = recipe.data
+    if d.corpus == "numbers":
+        raise OptionError(f"data.corpus=numbers gives translation pairs, but train.objective={objective} trains on "
+                          "text; use train.objective=seq2seq or decoder_seq2seq, or data.corpus=files")
+    if not d.text:
+        raise OptionError(f"data.text is empty; list the text files train.objective={objective} trains on "
+                          "(relative to data.root)")
+    if d.max_length < smallest:
+        raise OptionError(f"data.max_length={d.max_length} leaves no room for a token in [CLS] A [SEP]"
+                          f"{' B [SEP]' if smallest == 5 else ''}; use at least {smallest} (BERT: 128 or 512)")
 
 
 def _files(recipe: Recipe, paths: list[str], what: str) -> list[Path]:
@@ -166,8 +180,9 @@ def segments(lines: list[list[int]], budget: int) -> list[list[int]]:
     return out
 
 
-def mlm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> TrainingData:
-    d, nsp = recipe.data, recipe.train.objective == "mlm_nsp"
+def mlm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any], *, next_sentence: bool) -> TrainingData:
+    """Masked-LM examples of whole-line segments; with `next_sentence`, NSP pairs across documents too."""
+    d, nsp = recipe.data, next_sentence
     files = _files(recipe, d.text, "pre-training")
     if nsp and len(files) < 2:
         raise ValueError(f"train.objective=mlm_nsp reads each data.text file as one document and takes its random "
@@ -279,7 +294,9 @@ def _pairs(recipe: Recipe) -> tuple[list[tuple[str, str]], list[tuple[str, str]]
             read(d.test_source, d.test_target, "test", False))
 
 
-def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> TrainingData:
+def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any], *,
+                     decoder_only: bool) -> TrainingData:
+    """Parallel pairs for the encoder-decoder, or (`decoder_only`) joined source [SEP] target rows for T-D."""
     d = recipe.data
     train_pairs, valid_pairs, test_pairs = _pairs(recipe)
     if d.lowercase:
@@ -293,7 +310,7 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
     if None in ids.values():
         raise ValueError(f"the tokenizer lacks one of {TRANSLATION_SPECIALS[:1] + TRANSLATION_SPECIALS[2:]}; "
                          f"train it from the recipe (data.tokenizer = bpe, char, word or wordpiece)")
-    if recipe.train.objective == "seq2seq" and tokenizer.backend.post_processor is None:
+    if not decoder_only and tokenizer.backend.post_processor is None:
         # a source ends with [EOS] in training; with this, tokenizer.encode(text) adds it as Marian's does, so
         # `tformer translate --model RUN/final` feeds the model what it was trained on
         tokenizer.backend.post_processor = processors.TemplateProcessing(
@@ -305,7 +322,7 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
                                          return_tensors=None)["input_ids"]
         targets = tokenizer.encode_batch([t for _, t in pairs], padding=False, add_special_tokens=False,
                                          return_tensors=None)["input_ids"]
-        if recipe.train.objective == "decoder_seq2seq":  # source [SEP] target [EOS] in one row
+        if decoder_only:  # source [SEP] target [EOS] in one row
             keep = [i for i in range(len(pairs)) if len(sources[i]) + len(targets[i]) + 2 <= d.max_length]
         else:  # each side plus its end token (the decoder also reads the start token)
             keep = [i for i in range(len(pairs)) if max(len(sources[i]), len(targets[i])) + 1 <= d.max_length]
@@ -319,7 +336,7 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
         f"{len(train_pairs):,} / {len(valid_pairs):,}; pairs over data.max_length={d.max_length} tokens dropped); "
         f"tokenizer {tokenizer.kind} with {tokenizer.vocab_size:,} tokens")
     seed = recipe.train.seed
-    if recipe.train.objective == "seq2seq":
+    if not decoder_only:
         train = seq2seq_stream(train_corpus, batch_size=d.batch_size, max_tokens=d.max_tokens, pad_id=ids["pad"],
                                start_id=ids["bos"], seed=seed)
         val = seq2seq_stream(valid_corpus, batch_size=d.batch_size, max_tokens=d.max_tokens, pad_id=ids["pad"],
@@ -338,19 +355,6 @@ def translation_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -
                   "eos_token_id": ids["eos"]}
     return TrainingData(tokenizer, train, eval_batches, fields, valid_pairs=valid_pairs, test_pairs=test_pairs,
                         encode_source=encode)
-
-
-def build_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any] = print) -> TrainingData:
-    """The TrainingData of a recipe's objective (its values and named files are checked first)."""
-    check_before_data(recipe)
-    for note in recipe_notes(recipe):
-        log(f"note: {note}")
-    objective = recipe.train.objective
-    if objective == "causal_lm":
-        return causal_lm_data(recipe, run_dir, log)
-    if objective in ("mlm", "mlm_nsp"):
-        return mlm_data(recipe, run_dir, log)
-    return translation_data(recipe, run_dir, log)
 
 
 def tokens_in(batch: dict[str, Tensor]) -> int:

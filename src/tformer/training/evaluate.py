@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,14 +12,15 @@ from torch import Tensor, nn
 from tformer.generation import generate
 from tformer.tokenization import Tokenizer
 from tformer.training.distributed import Distributed, shard
-from tformer.training.objectives import Objective
 from tformer.training.wait_bar import wait_bar
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, objective: Objective, batches: Sequence[dict[str, Tensor]], *,
+def evaluate_loss(model: nn.Module, objective: Any, batches: Sequence[dict[str, Tensor]], *,
                   env: Distributed, autocast: torch.autocast | None = None) -> dict[str, float]:
-    """The objective's metrics over fixed batches (each process scores its share; the sums are combined)."""
+    """The objective's metrics over fixed batches (each process scores its share; the sums are combined).
+
+    `objective` is an `objectives.base.Objective` (its counts, loss and summary)."""
     was_training = model.training
     model.eval()
     totals: dict[str, Tensor] = {}

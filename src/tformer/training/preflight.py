@@ -1,7 +1,7 @@
 """Checks of a recipe's own files (a tokenizer.json, a model folder, the data files) before any data is prepared.
 
 Preparing data can take minutes (reading every book, training a tokenizer, encoding); a misspelled tokenizer path
-or a model folder of the wrong family should stop the run before that, in one line. `build_data` calls
+or a model folder of the wrong family should stop the run before that, in one line. `Objective.prepare_data` calls
 `check_before_data` first; nothing here writes, and only small files are read.
 """
 
@@ -13,13 +13,11 @@ from pathlib import Path
 import torch
 
 from tformer.interop.huggingface import INDEX_FILES, LAYOUTS, WEIGHT_FILES
-from tformer.tokenization import ROLE_NAMES, Tokenizer
-from tformer.training.recipe import FAMILY_OF_OBJECTIVE, TRANSLATION, Recipe, check_recipe
+from tformer.tokenization import Tokenizer
+from tformer.training.objectives import objective_class
+from tformer.training.recipe import Recipe, check_recipe
 
 FAMILY_OF_MODEL_TYPE = {"gpt2": "gpt", "openai-gpt": "gpt", "bert": "bert", "marian": "encoder-decoder"}
-# The special tokens each objective's batches are built with, by role (checked on a given tokenizer.json).
-NEEDED_ROLES = {"mlm": ("pad", "cls", "sep", "mask"), "mlm_nsp": ("pad", "cls", "sep", "mask")}
-TRANSLATION_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[SEP]")
 
 
 def check_before_data(recipe: Recipe) -> None:
@@ -43,13 +41,7 @@ def check_before_data(recipe: Recipe) -> None:
 
 def data_files(recipe: Recipe) -> list[tuple[str, Path]]:
     """(option, path) of every data file the recipe names, globs left out (`datasets` expands and checks them)."""
-    d = recipe.data
-    if d.corpus == "numbers":
-        return []
-    if recipe.train.objective in TRANSLATION:
-        names = [f"{split}_{side}" for split in ("train", "valid", "test") for side in ("source", "target")]
-        return [(f"data.{name}", recipe.data_path(getattr(d, name))) for name in names if getattr(d, name)]
-    return [(f"data.text[{i}]", recipe.data_path(p)) for i, p in enumerate(d.text) if not any(c in p for c in "*?[")]
+    return objective_class(recipe.train.objective).data_files(recipe)
 
 
 def check_model_folder(recipe: Recipe) -> None:
@@ -68,8 +60,8 @@ def check_model_folder(recipe: Recipe) -> None:
         raise FileNotFoundError(f"{where}: no weights in {folder}; expected one of "
                                 f"{', '.join((*WEIGHT_FILES, *INDEX_FILES))}")
     family = _family_of(config_path)
-    wanted = FAMILY_OF_OBJECTIVE[recipe.train.objective]
-    if family != wanted:
+    wanted = objective_class(recipe.train.objective).family
+    if wanted is not None and family != wanted:
         raise ValueError(f"train.objective={recipe.train.objective} trains a {wanted} model but {where} holds a "
                          f"{family} model; pick a {wanted} model folder or another train.objective")
 
@@ -100,11 +92,7 @@ def check_tokenizer_file(recipe: Recipe) -> None:
                                 "wordpiece")
     tokenizer = Tokenizer.from_file(path)
     objective = recipe.train.objective
-    if objective in TRANSLATION:
-        missing = [t for t in TRANSLATION_TOKENS if tokenizer.token_to_id(t) is None]
-    else:
-        missing = [ROLE_NAMES[role][0] for role in NEEDED_ROLES.get(objective, ())
-                   if getattr(tokenizer, f"{role}_token_id") is None]
+    missing = objective_class(objective).missing_tokens(tokenizer)
     if missing:
         raise ValueError(f"{where} has no {', '.join(missing)} token, which train.objective={objective} needs; "
                          "use a tokenizer that has them, or let the run train one (data.tokenizer=bpe, wordpiece...)")

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tformer.config import PRESETS, ModelConfig
+from tformer.training.objectives import NAMES as OBJECTIVES
+from tformer.training.objectives import objective_class, unknown_objective
 from tformer.training.options import OptionError, apply_overrides, build, read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
-OBJECTIVES = ("causal_lm", "mlm", "mlm_nsp", "seq2seq", "decoder_seq2seq")
 TOKENIZER_KINDS = ("char", "word", "bpe", "wordpiece")  # tokenization.KINDS, without importing torch here
 
 
@@ -121,9 +122,9 @@ class DataOptions:
 class TrainOptions:
     """The optimisation: objective, steps, AdamW, schedule, precision, devices."""
 
-    objective: Literal["causal_lm", "mlm", "mlm_nsp", "seq2seq", "decoder_seq2seq"] = _help(
+    objective: str = _help(
         "causal_lm (GPT), mlm or mlm_nsp (BERT), seq2seq (encoder-decoder), decoder_seq2seq (T-D: source [SEP] "
-        "target, loss on the target)", "causal_lm")
+        "target, loss on the target), task (fine-tuning on the `task` section's task)", "causal_lm")
     max_steps: int = _help("optimizer steps", 1000)
     grad_accum: int = _help("micro-steps per optimizer step (the loss is averaged over all their tokens)", 1)
     lr: float = _help("peak learning rate", 3e-4)
@@ -149,6 +150,8 @@ class TrainOptions:
     distributed: Literal["ddp", "fsdp"] = _help("under torchrun: ddp (replicas) or fsdp (FSDP2 fully_shard)", "ddp")
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise OptionError(unknown_objective(self.objective))
         for name in ("max_steps", "grad_accum"):
             at_least(f"train.{name}", getattr(self, name), 1)
         at_least("train.warmup_steps", self.warmup_steps, 0)
@@ -222,6 +225,30 @@ class OutputOptions:
 
 
 @dataclass
+class TaskOptions:
+    """train.objective=task: the task fine-tuned (model.from_pretrained is the pre-trained folder)."""
+
+    name: str | None = _help("the task (`tformer finetune --help` lists them), e.g. sst2")
+    doc_stride: int = _help("QA: context tokens shared by consecutive windows", 128)
+    max_train_examples: int | None = _help("train on a seeded random subset of this many examples (None: all)")
+    max_eval_examples: int | None = _help("score only the first N dev examples (None: all)")
+    eval_batch_size: int = _help("examples per evaluation batch", 64)
+    group_by_length: bool = _help("batch examples of similar length together (shuffled groups of 50 batches, each "
+                                  "sorted by length)", False)
+    init: Literal["pretrained", "random"] = _help("pretrained: the folder's weights; random: its architecture "
+                                                  "freshly initialised", "pretrained")
+    lm_weight: float | None = _help("GPT: weight of the auxiliary LM loss (None: 0.5, GPT-1's)")
+
+    def __post_init__(self) -> None:
+        for name in ("max_train_examples", "max_eval_examples"):
+            at_least(f"task.{name}", getattr(self, name), 1, "or null for all")
+        at_least("task.eval_batch_size", self.eval_batch_size, 1)
+        at_least("task.doc_stride", self.doc_stride, 0)
+        if self.lm_weight is not None and not (math.isfinite(self.lm_weight) and self.lm_weight >= 0):
+            raise OptionError(f"task.lm_weight={self.lm_weight} must be a finite number >= 0 (GPT-1: 0.5)")
+
+
+@dataclass
 class Recipe:
     """A whole training run: model, data, optimisation, evaluation and output."""
 
@@ -232,6 +259,7 @@ class Recipe:
     train: TrainOptions = _help("the optimisation", factory=TrainOptions)
     eval: EvalOptions = _help("evaluation", factory=EvalOptions)
     out: OutputOptions = _help("outputs", factory=OutputOptions)
+    task: TaskOptions = _help("train.objective=task: the task to fine-tune on", factory=TaskOptions)
 
     @property
     def run_dir(self) -> Path:
@@ -283,7 +311,7 @@ def load_recipe(name_or_path: str | os.PathLike[str] | dict[str, Any], overrides
 def _check_sections(mapping: dict[str, Any]) -> None:
     """A key written under the wrong section (`train.keep_checkpoints`) names the section it belongs to."""
     classes = {"model": ModelOptions, "data": DataOptions, "train": TrainOptions, "eval": EvalOptions,
-               "out": OutputOptions}
+               "out": OutputOptions, "task": TaskOptions}
     for section, values in mapping.items():
         if section not in classes or not isinstance(values, dict):
             continue
@@ -305,75 +333,16 @@ def model_config(recipe: Recipe, **from_data: Any) -> ModelConfig:
         raise OptionError(f"model.config: {error}") from None
 
 
-FAMILY_OF_OBJECTIVE = {"causal_lm": "gpt", "decoder_seq2seq": "gpt", "mlm": "bert", "mlm_nsp": "bert",
-                       "seq2seq": "encoder-decoder"}
-TRANSLATION = ("seq2seq", "decoder_seq2seq")
-
-
 def check_recipe(recipe: Recipe) -> None:
     """Refuse values that fit each field alone but not the recipe as a whole, before any file is read or written.
 
-    `load_recipe` calls it, so `--print-config` refuses the same recipes a run would; `build_data` calls it again
-    for a Recipe built in Python.
+    `load_recipe` calls it, so `--print-config` refuses the same recipes a run would; the objective's
+    `prepare_data` calls it again for a Recipe built in Python. What applies to which objective is its entry's.
     """
+    objective = objective_class(recipe.train.objective)
     if recipe.model.preset is not None and not recipe.model.from_pretrained:  # a folder's model: preflight.py
-        _check_model(recipe, model_config(recipe, vocab_size=1 << 30))  # the vocabulary comes with the data
-    _check_data_for_objective(recipe)
-    t, d = recipe.train, recipe.data
-    if recipe.eval.bleu and t.objective not in TRANSLATION:
-        raise OptionError(f"eval.bleu=true scores translations, but train.objective={t.objective} makes none; "
-                          "drop eval.bleu (or set it to false)")
-    if d.tokenizer == "bpe" and d.vocab_size is not None:
-        smallest = 256 + (1 if t.objective == "causal_lm" else 5)  # the bytes + the objective's special tokens
-        if d.vocab_size < smallest:
-            raise OptionError(f"data.vocab_size={d.vocab_size} is too small for byte-level BPE with "
-                              f"train.objective={t.objective}: it needs at least {smallest} (256 bytes + special "
-                              "tokens); raise data.vocab_size")
-
-
-def _check_data_for_objective(recipe: Recipe) -> None:
-    t, d = recipe.train, recipe.data
-    if d.corpus == "numbers":
-        if t.objective not in TRANSLATION:
-            raise OptionError(f"data.corpus=numbers gives translation pairs, but train.objective={t.objective} "
-                              "trains on text; use train.objective=seq2seq or decoder_seq2seq, or data.corpus=files")
-        return
-    if t.objective in TRANSLATION:
-        for split in ("train", "valid"):
-            for side in ("source", "target"):
-                if getattr(d, f"{split}_{side}") is None:
-                    raise OptionError(f"train.objective={t.objective} needs data.{split}_{side} (parallel files, one "
-                                      "sentence per line), or data.corpus=numbers")
-        if (d.test_source is None) != (d.test_target is None):
-            given, missing = ("source", "target") if d.test_target is None else ("target", "source")
-            raise OptionError(f"data.test_{given} is set but data.test_{missing} is not; give both or neither")
-        return
-    if not d.text:
-        raise OptionError(f"data.text is empty; list the text files train.objective={t.objective} trains on "
-                          "(relative to data.root)")
-    smallest = {"mlm": 3, "mlm_nsp": 5}.get(t.objective, 1)  # [CLS] A [SEP] (B [SEP]) with a token in each
-    if d.max_length < smallest:
-        raise OptionError(f"data.max_length={d.max_length} leaves no room for a token in [CLS] A [SEP]"
-                          f"{' B [SEP]' if smallest == 5 else ''}; use at least {smallest} (BERT: 128 or 512)")
-    patterns = [p for p in d.text if any(ch in p for ch in "*?[")]
-    if t.objective == "mlm_nsp" and len(d.text) < 2 and not patterns:
-        raise OptionError(f"train.objective=mlm_nsp reads each data.text file as one document and takes its random "
-                          f"next sentences from another document, so it needs 2 or more files, got {d.text[0]!r}; "
-                          "split the text into several files (blank lines do not separate documents here), or use "
-                          "train.objective=mlm")
-
-
-def _check_model(recipe: Recipe, config: ModelConfig) -> None:
-    t, d = recipe.train, recipe.data
-    wanted = FAMILY_OF_OBJECTIVE[t.objective]
-    if config.family != wanted:
-        raise OptionError(f"train.objective={t.objective} trains a {wanted} model but model.preset="
-                          f"{recipe.model.preset} is {config.family}; pick a {wanted} preset (`tformer models`)")
-    which = "block_size" if t.objective == "causal_lm" else "max_length"
-    longest = getattr(d, which)
-    if longest > config.max_positions:
-        raise OptionError(f"data.{which}={longest} is longer than the model's position table (max_positions="
-                          f"{config.max_positions}); lower data.{which} or raise model.config.max_positions")
+        objective.check_model(recipe, model_config(recipe, vocab_size=1 << 30))  # the vocabulary comes with the data
+    objective.check_recipe(recipe)
 
 
 def recipe_notes(recipe: Recipe) -> list[str]:

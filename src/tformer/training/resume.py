@@ -25,7 +25,8 @@ from tformer.training.options import to_yaml
 from tformer.training.recipe import Recipe
 from tformer.training.run_folder import run_marks
 
-COMPARED = (("train", "objective"), ("model", "preset"), ("data", "tokenizer"), ("data", "vocab_size"))
+COMPARED = (("train", "objective"), ("model", "preset"), ("model", "from_pretrained"), ("data", "tokenizer"),
+            ("data", "vocab_size"), ("task", "name"))
 SCHEDULE = ("max_steps", "lr", "min_lr", "warmup_steps", "schedule")
 
 
@@ -155,6 +156,7 @@ def model_difference(path: Path, config: dict[str, Any], vocab: dict[str, int] |
         saved = json.loads((path / "config.json").read_text(encoding="utf-8")).get("tformer_config") or {}
     except (OSError, ValueError, AttributeError):
         saved = {}
+    config = json.loads(json.dumps(config, default=str))  # as config.json holds it (id2label keys are strings)
     for key in sorted({*saved, *config}):
         if key in saved and saved[key] != config.get(key) and not _same_number(saved[key], config.get(key)):
             return f"the checkpoint's model has {key}={saved[key]!r}, this run's {config.get(key)!r}"

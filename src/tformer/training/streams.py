@@ -121,3 +121,30 @@ def decoder_pairs_stream(corpus: ParallelCorpus, *, batch_size: int, max_tokens:
                            seed=seed)
     return EpochStream(lambda epoch: order.batch_indices(epoch),
                        lambda indices: joined_pairs(corpus, indices, sep_id=sep_id, pad_id=pad_id))
+
+
+def length_grouped_order(order: list[int], sizes: Sequence[int], batch_size: int,
+                         group_batches: int = 50) -> list[int]:
+    """`order` (a random permutation) regrouped so each batch holds items of similar size, as Hugging Face's
+    LengthGroupedSampler: cut into groups of `group_batches` batches, sort each group longest first, and put the
+    group holding the longest item first (a run that runs out of memory does so at once)."""
+    group = group_batches * batch_size
+    groups = [sorted(order[i:i + group], key=lambda k: -sizes[k]) for i in range(0, len(order), group)]
+    longest = max(range(len(groups)), key=lambda g: sizes[groups[g][0]], default=0)
+    if groups:
+        groups[0], groups[longest] = groups[longest], groups[0]
+    return [index for members in groups for index in members]
+
+
+def shuffled_batches(count: int, batch_size: int, seed: int, epoch: int,
+                     sizes: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Epoch `epoch` of fine-tuning batches: the `epoch`-th torch.randperm of a generator seeded with `seed` (so a
+    run's epochs follow one another as one generator would give them, and a resumed run finds any epoch again),
+    regrouped by `sizes` when given (`length_grouped_order`), cut into batches of `batch_size`."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epoch):
+        torch.randperm(count, generator=generator)
+    order = torch.randperm(count, generator=generator).tolist()
+    if sizes is not None:
+        order = length_grouped_order(order, sizes, batch_size)
+    return [np.asarray(order[i:i + batch_size], dtype=np.int64) for i in range(0, count, batch_size)]

@@ -1,4 +1,6 @@
-"""The Trainer: one loop for every objective (causal LM, masked LM + NSP, sequence-to-sequence, T-D).
+"""The Trainer: one loop for every objective (causal LM, masked LM + NSP, sequence-to-sequence, T-D, task
+fine-tuning). What an objective's data, model, loss and evaluation are is its registry entry's
+(`training/objectives/`): the Trainer only calls the entry, and never asks which objective it runs.
 
 A step: draw `grad_accum` global micro-batches, count their loss items over all processes, run forward and
 backward on this process's share of each (gradient sync only on the last micro-step), clip, step AdamW and
@@ -20,21 +22,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from tformer.interop.generation_config import mark_decoder_seq2seq
-from tformer.interop.huggingface import from_pretrained
 from tformer.interrupt import Interrupted, StopRequests, stop_requests
-from tformer.models import build_model
 from tformer.models.base import TransformerModel
 from tformer.training import checkpoint as ckpt
-from tformer.training.datasets import TrainingData, build_data, tokens_in
+from tformer.training.datasets import TrainingData, tokens_in
 from tformer.training.distributed import Distributed, setup, shard, unwrap, wrap
-from tformer.training.evaluate import bleu, evaluate_loss, exact_match, translate
 from tformer.training.objectives import build_objective
 from tformer.training.optim import build_optimizer, build_scheduler
 from tformer.training.options import to_yaml
 from tformer.training.preflight import check_before_data
 from tformer.training.progress import RunLog, drop_rows_after
-from tformer.training.recipe import Recipe, model_config
+from tformer.training.recipe import Recipe
 from tformer.training.resume import (
     checkpoint_to_resume,
     follow_schedule,
@@ -100,20 +98,20 @@ class Trainer:
         self.resume_wanted = bool(resume)
         if not self.env.is_main:
             self.env.barrier()  # rank 0 prepares the data files first; the others then only read them
-        self.data = data if data is not None else build_data(recipe, self.run_dir, self.say)
+        self.objective = build_objective(recipe)
+        self.data = data if data is not None else self.objective.prepare_data(self.run_dir, self.say)
         if self.env.is_main:
             self.env.barrier()
-        self.objective = build_objective(t.objective, t.label_smoothing)
-        self.model: TransformerModel = self._build_model()
+        model = self.objective.build_model(self.data)
         if self.env.enabled:  # the same weights on every process (FSDP does not broadcast them), then each
             self._seed((t.seed + 1 + self.env.rank) % 2**32)  # process its own dropout stream, as nanoGPT's seed + rank
-        self.model.to(self.env.device)
-        self.model.train()
-        self.trained: nn.Module = wrap(self.model, t.distributed, self.env)
+        model.to(self.env.device)
+        model.train()
+        # the one module that trains (DDP / FSDP2 / torch.compile around the model); `self.model` is the plain one
+        self.trained: nn.Module = wrap(model, t.distributed, self.env)
         if t.compile:
             self.trained = torch.compile(self.trained)
-        self.optimizer = build_optimizer(self.model if not self.env.enabled else self.trained, lr=t.lr,
-                                         weight_decay=t.weight_decay, betas=t.betas, eps=t.eps,
+        self.optimizer = build_optimizer(self.model, lr=t.lr, weight_decay=t.weight_decay, betas=t.betas, eps=t.eps,
                                          decay_embeddings=t.decay_embeddings)
         self.scheduler = build_scheduler(self.optimizer, t.schedule, max_steps=t.max_steps,
                                          warmup_steps=t.warmup_steps, lr=t.lr, min_lr=t.min_lr)
@@ -135,27 +133,11 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def _build_model(self) -> TransformerModel:
-        recipe = self.recipe
-        if recipe.model.from_pretrained:
-            overrides = {k: v for k, v in recipe.model.config.items()}
-            model = from_pretrained(recipe.data_path(recipe.model.from_pretrained), **overrides)
-            if model.config.vocab_size < self.data.model_fields["vocab_size"]:
-                raise ValueError(f"the model has {model.config.vocab_size} token ids but the tokenizer "
-                                 f"{self.data.model_fields['vocab_size']}; use the model's tokenizer.json")
-            return model
-        config = model_config(recipe, **self.data.model_fields)
-        wanted = {"causal_lm": "gpt", "decoder_seq2seq": "gpt", "mlm": "bert", "mlm_nsp": "bert",
-                  "seq2seq": "encoder-decoder"}[recipe.train.objective]
-        if config.family != wanted:
-            raise ValueError(f"train.objective={recipe.train.objective} trains a {wanted} model but model.preset="
-                             f"{recipe.model.preset} is {config.family}; pick a {wanted} preset")
-        longest = recipe.data.block_size if recipe.train.objective == "causal_lm" else recipe.data.max_length
-        if longest > config.max_positions:
-            which = "block_size" if recipe.train.objective == "causal_lm" else "max_length"
-            raise ValueError(f"data.{which}={longest} is longer than the model's position table (max_positions="
-                             f"{config.max_positions}); lower data.{which} or raise model.config.max_positions")
-        return build_model(config)
+    @property
+    def model(self) -> TransformerModel:
+        """The plain model inside the DDP / torch.compile wrappers (under FSDP2 the sharded module itself): what
+        checkpoints, the optimizer, evaluation and the final folder use."""
+        return unwrap(self.trained)  # type: ignore[return-value]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -177,8 +159,8 @@ class Trainer:
     def _write(self, snapshot: dict[str, Any], before_rename: Any = None) -> Path:
         return ckpt.save_checkpoint(
             self.run_dir, snapshot["step"],
-            model=self.trained if not self.recipe.train.compile else unwrap(self.trained),
-            inner=self.model, optimizer=self.optimizer, scheduler=self.scheduler, data_state=snapshot["data"],
+            model=self.model, inner=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+            data_state=snapshot["data"],
             counters=snapshot["counters"], tokenizer=self.data.tokenizer, recipe_yaml=to_yaml(self.recipe),
             metrics=snapshot["metrics"], env=self.env, keep=self.recipe.out.keep_checkpoints,
             before_rename=before_rename, rng=snapshot["rng"],
@@ -208,8 +190,7 @@ class Trainer:
         if path is None:
             return None
         state = ckpt.load_checkpoint(path, inner=self.model, env=self.env)
-        ckpt.restore_optimizer(self.trained if self.env.enabled else self.model, self.optimizer, state["optimizer"],
-                               self.env)
+        ckpt.restore_optimizer(self.model, self.optimizer, state["optimizer"], self.env)
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):  # fp16: the loss scale and its growth count
             self.scaler.load_state_dict(state["scaler"])
@@ -279,7 +260,7 @@ class Trainer:
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().double().cpu()
         reduced = {k: float(v) for k, v in env.all_reduce_sum(sums).items()}
-        loss_value = reduced.get("loss_sum", 0.0)
+        loss_value = self.objective.summary(reduced)["loss"]
         if not math.isfinite(loss_value) or not all(math.isfinite(v) for v in reduced.values()):
             self._pending = None  # the weights of the checkpoint that was due give this loss: never written
             self.optimizer.zero_grad(set_to_none=True)
@@ -293,37 +274,15 @@ class Trainer:
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         if not (skip and self.env.enabled):
             return contextlib.nullcontext()
-        inner = unwrap(self.trained) if self.recipe.train.distributed == "fsdp" else self.trained
-        if hasattr(inner, "no_sync") and self.recipe.train.distributed == "ddp":
-            return self.trained.no_sync() if hasattr(self.trained, "no_sync") else inner.no_sync()
-        if hasattr(inner, "set_requires_gradient_sync"):
-            return _fsdp_no_sync(inner)
-        return contextlib.nullcontext()
+        if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2 shards the model in place
+            return _fsdp_no_sync(self.model)
+        return self.trained.no_sync()  # DDP (through torch.compile's wrapper too)
 
     def evaluate(self, final: bool = False) -> dict[str, float]:
-        """Validation loss and perplexity; for translation with eval.bleu also BLEU and exact match."""
-        e = self.recipe.eval
-        metrics = evaluate_loss(self.trained, self.objective, self.data.eval_batches, env=self.env,
-                                autocast=torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
-                                if self.autocast_dtype is not None else None)
-        if e.bleu and self.data.valid_pairs:
-            pairs = self.data.valid_pairs[:e.bleu_pairs] if e.bleu_pairs else self.data.valid_pairs
-            hypotheses = self.translate([s for s, _ in pairs])
-            metrics["bleu"] = bleu(hypotheses, [t for _, t in pairs], e.bleu_tokenize)
-            metrics["exact_match"] = exact_match(hypotheses, [t for _, t in pairs])
-        if final and e.bleu and self.data.test_pairs:
-            hypotheses = self.translate([s for s, _ in self.data.test_pairs])
-            references = [t for _, t in self.data.test_pairs]
-            metrics["test_bleu"] = bleu(hypotheses, references, e.bleu_tokenize)
-            metrics["test_exact_match"] = exact_match(hypotheses, references)
-        return metrics
-
-    def translate(self, sources: list[str], num_beams: int | None = None) -> list[str]:
-        e = self.recipe.eval
-        model = self.model if not self.env.enabled or self.recipe.train.distributed == "fsdp" else unwrap(self.trained)
-        return translate(model, self.data.tokenizer, sources, decoder_only=self.recipe.train.objective != "seq2seq",
-                         device=self.env.device, num_beams=num_beams or e.num_beams, max_new_tokens=e.max_new_tokens,
-                         length_penalty=e.length_penalty)
+        """The objective's held-out metrics (loss and perplexity; BLEU; a task's metrics); every process calls it."""
+        autocast = (torch.autocast(self.env.device.type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else None)
+        return self.objective.evaluate(self.model, self.data, env=self.env, autocast=autocast, final=final)
 
     def fit(self, *, resume: bool | str | Path | None = None) -> TrainResult:
         """Train to train.max_steps (continuing a checkpoint when resuming), then evaluate and save.
@@ -356,9 +315,8 @@ class Trainer:
             log.close(error)  # quietly, without loss.png: the error in flight is what the user must see
             raise
         log.close()
-        model_dir = self.run_dir / "final"
-        if self.recipe.train.objective == "decoder_seq2seq":  # its generation_config.json tells translate so
-            mark_decoder_seq2seq(self.model)
+        model_dir = self.objective.final_folder(self.run_dir)
+        self.objective.finish(self.model)
         if self.env.is_main:
             model_dir.mkdir(parents=True, exist_ok=True)
             if not self.env.enabled:
@@ -384,8 +342,7 @@ class Trainer:
             if self.step % out.log_every == 0 or self.step == t.max_steps:
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
                 train_metrics = self.objective.summary(window)
-                train_metrics.update(lr=self.scheduler.get_last_lr()[0],
-                                     **{"tok/s": window.get("batch_tokens", 0.0) / elapsed})
+                train_metrics.update(lr=self.scheduler.get_last_lr()[0], **self.objective.throughput(window, elapsed))
                 if "grad_norm" in stats:
                     train_metrics["grad_norm"] = stats["grad_norm"]
                 log.train(self.step, train_metrics)
@@ -424,7 +381,7 @@ class Trainer:
     def _save_final_distributed(self, model_dir: Path) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        state = get_model_state_dict(self.trained, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if self.env.is_main:
             ckpt.save_model_folder(self.model, model_dir, state)
         self.env.barrier()
