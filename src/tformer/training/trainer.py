@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tformer import accel
 from tformer.interop.generation_config import mark_decoder_seq2seq
 from tformer.interop.huggingface import from_pretrained
 from tformer.interrupt import Interrupted, StopRequests, stop_requests
@@ -104,7 +105,7 @@ class Trainer:
         if self.env.is_main:
             self.env.barrier()
         self.objective = build_objective(t.objective, t.label_smoothing)
-        self.model: TransformerModel = self._build_model()
+        self.model: TransformerModel = accel.apply(self._build_model())  # CPU paths in place; TFORMER_ACCEL=0: off
         if self.env.enabled:  # the same weights on every process (FSDP does not broadcast them), then each
             self._seed((t.seed + 1 + self.env.rank) % 2**32)  # process its own dropout stream, as nanoGPT's seed + rank
         self.model.to(self.env.device)
