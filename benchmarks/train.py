@@ -13,14 +13,16 @@ weight decay 0.01, betas (0.9, 0.999), eps 1e-8). The script checks that the two
 of parameters in both libraries.
 
 How: the models are built as in benchmarks/forward.py, whose helpers this script imports (the `transformers` model
-at random, saved with `save_pretrained` and loaded with `tformer.from_pretrained`), and their float32 logits and
-losses must agree to 1e-4 on the benchmark batch before anything is timed. Both then train in lockstep on the same
-batch: the loss of every step is recorded, and the largest difference between the two libraries' losses at the
-same step is shown (it starts from identical weights, so it tells that both still train the same model). A row runs
---warmup untimed steps per library, then --steps rounds; a round is one step of each library, back to back, the
-library that goes first alternating, so the noise of a shared machine hits both alike. --repeats runs everything
-again (fresh models); the rounds of all repeats are pooled. The headline is the median and min-max of the per-round
-ratios tformer / transformers tokens/s (> 1: tformer is faster); the ratio of the medians is shown as well.
+at random, saved with `save_pretrained` and loaded with `tformer.from_pretrained`; tformer's then gets
+`tformer.accel.apply`, as the Trainer's model does, so TFORMER_ACCEL=0 times plain PyTorch), and their float32
+logits and losses must agree to 1e-4 on the benchmark batch before anything is timed. Both then train in lockstep
+on the same batch: the loss of every step is recorded, and the largest difference between the two libraries'
+losses at the same step is shown (it starts from identical weights, so it tells that both still train the same
+model). A row runs --warmup untimed steps per library, then --steps rounds; a round is one step of each library,
+back to back, the library that goes first alternating, so the noise of a shared machine hits both alike. --repeats
+runs everything again (fresh models); the rounds of all repeats are pooled. The headline is the median and min-max
+of the per-round ratios tformer / transformers tokens/s (> 1: tformer is faster); the ratio of the medians is shown
+as well.
 
 MFU (model FLOPs utilisation) = achieved FLOP/s / measured matmul peak. FLOPs per token follow nanoGPT's
 estimate_mfu: 6 N + 12 L H Q T, where N counts the parameters that multiply every token (all parameters except the
@@ -64,6 +66,7 @@ from torch import Tensor, nn
 
 import tformer
 from forward import CASES, Case, build_pair, check_parity, cpu_model, log
+from tformer import accel
 from tformer.training.optim import build_optimizer
 from tformer.training.recipe import TrainOptions
 
@@ -228,6 +231,7 @@ def run(rows: list[Row], steps: int, warmup: int, repeats: int, device: torch.de
             log(f"{preset} (repeat {repeat + 1}/{repeats}): building the transformers model, saving it and "
                 "loading it into tformer")
             ours, reference = build_pair(case_for(preset))
+            accel.apply(ours)  # the CPU paths, as the Trainer applies them (TFORMER_ACCEL=0: plain nn.Linear)
             models = {"tformer": ours.to(device).train(), "transformers": reference.to(device).train()}
             initial = {lib: {k: v.clone() for k, v in model.state_dict().items()} for lib, model in models.items()}
             for row in rows:

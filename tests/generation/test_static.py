@@ -10,7 +10,9 @@ import torch
 
 import tformer
 from tests.generation.conftest import Pair
-from tformer.generation import DecoderState, static
+from tformer.accel import compiled_decode
+from tformer.accel.compiled_decode import CompiledSteps
+from tformer.generation import DecoderState
 from tformer.generation.static import StaticDecoderState
 
 ATOL = 1e-5
@@ -77,31 +79,70 @@ def test_a_failing_compiler_falls_back_with_one_warning(pair: Pair, monkeypatch:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
 
-    monkeypatch.setattr(static, "_compiled_step", broken)
-    monkeypatch.setattr(static, "_compile_failed", None)
+    steps = CompiledSteps()
+    monkeypatch.setattr(steps, "compiled", lambda *args: broken)
+    monkeypatch.setattr(compiled_decode, "STEPS", steps)
     expected = _generate(pair, compile=False)
     with pytest.warns(RuntimeWarning, match="torch.compile is unavailable .*No working C\\+\\+ compiler") as record:
         fallback = _generate(pair, compile=True)
     assert len(record) == 1
     assert torch.equal(fallback.sequences, expected.sequences)
-    assert not static.compile_available()
+    assert not compiled_decode.compile_available()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _generate(pair, compile=True)  # once failed, the process stays eager without warning again
+
+
+@pytest.fixture
+def fresh_dynamo() -> Any:
+    """dynamo's caches emptied before and after: the stand-in graphs must not use up the step's recompile limit."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("accel_flag", ["1", "0"], ids=["accel", "accel-off"])
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_compile_true_compiles_once_per_model_and_gives_the_eager_tokens(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch, accel_flag: str) -> None:
+    """Two generate calls, one compilation (kept per model, not per call); the accel flag picks the backend. The
+    backend here is a counting stand-in that runs the traced graph eagerly (the real one: the slow test below)."""
+    _decoder_only(pair)
+    monkeypatch.setenv("TFORMER_ACCEL", accel_flag)
+    backends: list[str] = []
+
+    def counting(name: str) -> Any:
+        def backend(graph: Any, example_inputs: Any) -> Any:
+            backends.append(name)
+            return graph.forward
+        return backend
+
+    monkeypatch.setattr(compiled_decode, "inductor_backend", counting("accel"))
+    monkeypatch.setattr(compiled_decode, "STEPS", CompiledSteps())
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda step, backend, **kw: real_compile(
+        step, backend=counting("inductor") if backend == "inductor" else backend, **kw))
+    eager = _generate(pair, max_new_tokens=6)
+    for _ in range(2):
+        compiled = _generate(pair, max_new_tokens=6, compile=True)
+        assert torch.equal(compiled.sequences, eager.sequences)
+        assert (compiled.scores - eager.scores).abs().max() < ATOL
+    assert backends == ["accel" if accel_flag == "1" else "inductor"]
+    assert compiled_decode.compile_available()
 
 
 @pytest.mark.slow
 def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) -> None:
     """torch.compile (inductor, single-row products as reductions) on this CPU: same ids, logits within 1e-4."""
     _decoder_only(pair)
-    if not static.compile_available():
+    if not compiled_decode.compile_available():
         pytest.skip("torch.compile failed earlier in this process")
     single = dict(input_ids=pair.input_ids[1:], attention_mask=pair.attention_mask[1:])  # left-padded, one row
     for inputs in (single, dict(input_ids=pair.input_ids, attention_mask=pair.attention_mask)):
         args = dict(max_new_tokens=8, eos_token_id=[], return_scores=True)
         eager = tformer.generate(pair.ours, **inputs, **args)
         compiled = tformer.generate(pair.ours, **inputs, **args, compile=True)
-        assert static.compile_available(), "torch.compile failed on this machine"
+        assert compiled_decode.compile_available(), "torch.compile failed on this machine"
         assert torch.equal(compiled.sequences, eager.sequences)
         assert (compiled.scores - eager.scores).abs().max() < 1e-4
         fast = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tformer.accel import during_call
 from tformer.generation.beam import beam_search
 from tformer.generation.logits import check_sampling_args, filter_logits
 from tformer.generation.processors import LogitsControls, Processor, build_processors, check_controls
@@ -36,6 +37,7 @@ class GenerateOutput:
 
 
 @torch.no_grad()
+@during_call  # accel's CPU paths (few-rows products, the compiled step's backend) for this call; TFORMER_ACCEL=0: off
 def generate(
     model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int | None = None,
     num_beams: int | None = None, num_return_sequences: int | None = None, do_sample: bool | None = None,

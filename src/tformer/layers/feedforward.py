@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.layers.linear import Linear
-
 ACTIVATION_FUNCTIONS = {
     "relu": F.relu,
     "gelu": F.gelu,  # exact, with erf (BERT)
@@ -25,8 +23,8 @@ class FeedForward(nn.Module):
             raise ValueError(f"activation {activation!r} is not one of: {', '.join(ACTIVATION_FUNCTIONS)}")
         self.activation_name = activation
         self.activation = ACTIVATION_FUNCTIONS[activation]
-        self.fc_in = Linear(d_model, d_ff, bias=bias)
-        self.fc_out = Linear(d_ff, d_model, bias=bias)
+        self.fc_in = nn.Linear(d_model, d_ff, bias=bias)
+        self.fc_out = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(activation_dropout)
 
     def forward(self, x: Tensor) -> Tensor:

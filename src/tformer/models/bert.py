@@ -13,7 +13,6 @@ from tformer.config import ModelConfig
 from tformer.layers.blocks import EncoderBlock, layer_norm
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.feedforward import ACTIVATION_FUNCTIONS
-from tformer.layers.linear import Linear, linear
 from tformer.layers.positions import build_positions
 from tformer.losses import token_cross_entropy
 from tformer.models.base import TransformerModel, default_position_ids, token_mask
@@ -25,7 +24,7 @@ class Pooler(nn.Module):
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
-        self.dense = Linear(d_model, d_model)
+        self.dense = nn.Linear(d_model, d_model)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return torch.tanh(self.dense(hidden[:, 0]))
@@ -39,7 +38,7 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, config: ModelConfig, token_embedding: nn.Embedding) -> None:
         super().__init__()
-        self.dense = Linear(config.d_model, config.d_model)
+        self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = ACTIVATION_FUNCTIONS[config.activation]
         self.norm = layer_norm(config)
         self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -49,7 +48,7 @@ class MaskedLMHead(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         # The bias goes into the product (one addmm) rather than a separate add over (tokens, vocab).
-        return linear(self.norm(self.activation(self.dense(hidden))), self.decoder.weight, self.bias)
+        return nn.functional.linear(self.norm(self.activation(self.dense(hidden))), self.decoder.weight, self.bias)
 
 
 class BERT(TransformerModel):
@@ -70,7 +69,7 @@ class BERT(TransformerModel):
         self.final_norm = layer_norm(config) if config.final_norm else None
         self.pooler = Pooler(config.d_model) if config.pooler else None
         self.mlm_head = MaskedLMHead(config, token) if config.pretraining_heads else None
-        self.nsp_head = Linear(config.d_model, 2) if config.pretraining_heads else None
+        self.nsp_head = nn.Linear(config.d_model, 2) if config.pretraining_heads else None
         self.init_weights()
 
     def forward(

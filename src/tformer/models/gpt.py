@@ -13,7 +13,6 @@ from tformer.config import ModelConfig
 from tformer.layers.blocks import DecoderBlock, layer_norm
 from tformer.layers.cache import KVCache, StaticKVCache
 from tformer.layers.embeddings import Embeddings
-from tformer.layers.linear import Linear
 from tformer.layers.positions import build_positions
 from tformer.losses import token_cross_entropy
 from tformer.models.base import TransformerModel, default_position_ids, scale_residual_projections, token_mask
@@ -33,7 +32,7 @@ class GPT(TransformerModel):
                                      dropout=config.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
         self.final_norm = layer_norm(config) if config.final_norm else None
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
         scale_residual_projections(self, config.n_layers, config.init_std)
         if config.tie_word_embeddings:

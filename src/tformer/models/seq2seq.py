@@ -15,7 +15,6 @@ from tformer.data.seq2seq import shift_right
 from tformer.layers.blocks import DecoderBlock, EncoderBlock, layer_norm
 from tformer.layers.cache import KVCache
 from tformer.layers.embeddings import Embeddings
-from tformer.layers.linear import Linear
 from tformer.layers.positions import build_positions
 from tformer.losses import token_cross_entropy
 from tformer.models.base import TransformerModel, default_position_ids, token_mask
@@ -43,7 +42,7 @@ class EncoderDecoder(TransformerModel):
         final_norm = config.final_norm
         self.encoder_final_norm = layer_norm(config) if final_norm else None
         self.decoder_final_norm = layer_norm(config) if final_norm else None
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.final_logits_bias:
             self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         else:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tformer import accel
 from tformer.interrupt import Interrupted, StopRequests, stop_requests
 from tformer.models.base import TransformerModel
 from tformer.training import checkpoint as ckpt
@@ -102,7 +103,7 @@ class Trainer:
         self.data = data if data is not None else self.objective.prepare_data(self.run_dir, self.say)
         if self.env.is_main:
             self.env.barrier()
-        model = self.objective.build_model(self.data)
+        model = accel.apply(self.objective.build_model(self.data))  # CPU paths in place; TFORMER_ACCEL=0: off
         if self.env.enabled:  # the same weights on every process (FSDP does not broadcast them), then each
             self._seed((t.seed + 1 + self.env.rank) % 2**32)  # process its own dropout stream, as nanoGPT's seed + rank
         model.to(self.env.device)

@@ -1,4 +1,5 @@
-"""`Linear`: nn.Linear's parameters and results, with the few-rows inference product taking the (W @ x.T).T form."""
+"""accel's CPU linear paths: nn.Linear's parameters and results, the few-rows inference product in the
+(W @ x.T).T form, and the bf16 fallback's gradients, all reached through `tformer.accel.apply`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from tformer.layers.linear import SMALL_ROWS_MAX, Linear
+import tformer
+from tformer import accel
+from tformer.accel import cpu_linear
+from tformer.accel.cpu_linear import SMALL_ROWS_MAX, AcceleratedLinear
 
 
 class _MatrixProducts(TorchDispatchMode):
@@ -25,14 +29,14 @@ class _MatrixProducts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _layer(bias: bool) -> Linear:
+def _layer(bias: bool) -> nn.Linear:
     torch.manual_seed(0)
-    return Linear(48, 80, bias=bias)
+    return accel.apply(nn.Linear(48, 80, bias=bias), enabled=True)
 
 
 def test_same_parameters_and_state_dict_as_nn_linear() -> None:
     layer, reference = _layer(True), nn.Linear(48, 80)
-    assert isinstance(layer, nn.Linear)
+    assert type(layer) is AcceleratedLinear and isinstance(layer, nn.Linear)
     shapes = {k: v.shape for k, v in layer.state_dict().items()}
     assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
 
@@ -58,6 +62,13 @@ def test_few_rows_at_inference_put_the_weight_on_the_left() -> None:
     assert seen.shapes == [((80, 48), (48, 2)), ((80, 48), (48, 4)), ((SMALL_ROWS_MAX + 1, 48), (48, 80))]
 
 
+def test_few_rows_path_is_off_with_accel_off() -> None:
+    layer = accel.apply(_layer(True), enabled=False)
+    with torch.no_grad(), _MatrixProducts() as seen:
+        layer(torch.randn(4, 48))
+    assert type(layer) is nn.Linear and seen.shapes == [((4, 48), (48, 80))]
+
+
 def test_training_is_exactly_nn_linear() -> None:
     layer, reference = _layer(True), nn.Linear(48, 80)
     reference.load_state_dict(layer.state_dict())
@@ -71,12 +82,14 @@ def test_training_is_exactly_nn_linear() -> None:
     assert layer.weight.grad is not None and torch.equal(layer.weight.grad, reference.weight.grad)
 
 
+def _without_native_bf16(monkeypatch: pytest.MonkeyPatch, native: bool = False) -> None:
+    monkeypatch.setattr(cpu_linear, "native_bf16", lambda: native)  # False: as on a CPU without AVX512-BF16 / AMX
+
+
 @pytest.mark.parametrize("autocast", [True, False], ids=["autocast", "bf16-weights"])
 def test_bf16_training_without_native_bf16_gives_nn_linear_gradients(monkeypatch: pytest.MonkeyPatch,
                                                                       autocast: bool) -> None:
-    import tformer.layers.linear as linear_module
-
-    monkeypatch.setattr(linear_module, "_native_bf16", False)  # as on a CPU without AVX512-BF16 / AMX
+    _without_native_bf16(monkeypatch)
     layer, reference = _layer(True), nn.Linear(48, 80)
     reference.load_state_dict(layer.state_dict())
     if not autocast:
@@ -97,17 +110,42 @@ def test_bf16_training_without_native_bf16_gives_nn_linear_gradients(monkeypatch
         torch.testing.assert_close(ours, theirs, rtol=2e-2, atol=2e-2)
 
 
-def test_bf16_fallback_path_is_taken_only_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tformer.layers.linear as linear_module
+def _graph(out: torch.Tensor) -> list[str]:
+    return [type(out.grad_fn).__name__] + [type(f).__name__ for f, _ in out.grad_fn.next_functions if f]
 
+
+def test_bf16_fallback_path_is_taken_only_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     layer = _layer(False)
     x = torch.randn(3, 48, requires_grad=True)
     for native, expected in [(False, True), (True, False)]:
-        monkeypatch.setattr(linear_module, "_native_bf16", native)
+        _without_native_bf16(monkeypatch, native)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = layer(x)
-        graph = [type(out.grad_fn).__name__] + [type(f).__name__ for f, _ in out.grad_fn.next_functions if f]
-        assert any("BF16FallbackLinear" in name for name in graph) == expected, graph
+        assert any("BF16FallbackLinear" in name for name in _graph(out)) == expected, _graph(out)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        monkeypatch.setattr(linear_module, "_native_bf16", False)
+        _without_native_bf16(monkeypatch)
         assert layer(x).grad_fn is None  # inference never builds the custom backward
+
+
+def test_bert_mlm_decoder_reaches_the_bf16_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tied MLM decoder is a functional F.linear with the head's bias: with accel on it takes the fallback
+    too, with the gradients of plain PyTorch; the state dict keeps its names."""
+    _without_native_bf16(monkeypatch)
+    torch.manual_seed(0)
+    plain = tformer.build_model(tformer.ModelConfig.preset("bert-tiny", dropout=0.0))
+    ours = tformer.build_model(plain.config)
+    ours.load_state_dict(plain.state_dict())
+    accel.apply(ours, enabled=True)
+    assert list(ours.state_dict()) == list(plain.state_dict())
+    hidden = torch.randn(2, 5, plain.config.d_model)
+    results = []
+    for model in (ours, plain):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model.mlm_head(hidden)
+        logits.float().square().mean().backward()
+        results.append((logits, model.mlm_head.bias.grad, model.embeddings.token.weight.grad))
+    assert "BF16FallbackLinear" in type(results[0][0].grad_fn).__name__
+    assert "BF16FallbackLinear" not in type(results[1][0].grad_fn).__name__
+    for mine, theirs in zip(results[0], results[1], strict=True):
+        assert mine is not None and theirs is not None
+        torch.testing.assert_close(mine.float(), theirs.float(), rtol=2e-2, atol=2e-2)
