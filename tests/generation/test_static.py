@@ -21,13 +21,7 @@ def _generate(pair: Pair, **kwargs: Any) -> Any:
     return tformer.generate(pair.ours, pair.input_ids, pair.attention_mask, **kwargs)
 
 
-def _decoder_only(pair: Pair) -> None:
-    if pair.is_encoder_decoder:
-        pytest.skip("the static cache serves decoder-only models")
-
-
 def test_static_and_dynamic_cache_give_the_same_logits_at_every_step(pair: Pair) -> None:
-    _decoder_only(pair)
     fast = StaticDecoderState(pair.ours, pair.input_ids, pair.attention_mask, copies=2, max_new_tokens=10)
     dynamic = DecoderState(pair.ours, pair.input_ids, pair.attention_mask, copies=2, use_cache=True)
     with torch.no_grad():
@@ -46,7 +40,6 @@ def test_static_and_dynamic_cache_give_the_same_logits_at_every_step(pair: Pair)
                          ids=["greedy", "sampling", "top-k-top-p", "eos"])
 def test_static_cache_gives_the_ids_and_scores_of_the_dynamic_cache(pair: Pair, args: dict[str, Any]) -> None:
     """Greedy and seeded sampling over a left-padded batch: same ids, same scores."""
-    _decoder_only(pair)
     fast = _generate(pair, **{"cache_implementation": "static", **args})
     dynamic = _generate(pair, **{"cache_implementation": "dynamic", **args})
     default = _generate(pair, **args)
@@ -57,11 +50,18 @@ def test_static_cache_gives_the_ids_and_scores_of_the_dynamic_cache(pair: Pair, 
 def test_static_cache_is_refused_where_it_does_not_apply(pair: Pair) -> None:
     with pytest.raises(ValueError, match="cache_implementation"):
         _generate(pair, cache_implementation="paged")
-    with pytest.raises(ValueError, match="num_beams=2"):
-        _generate(pair, cache_implementation="static", num_beams=2)
-    if pair.is_encoder_decoder:
-        with pytest.raises(ValueError, match="MarianMT|EncoderDecoder"):
-            _generate(pair, cache_implementation="static")
+    with pytest.raises(ValueError, match="use_cache=False"):
+        _generate(pair, cache_implementation="static", use_cache=False)
+
+
+@pytest.mark.parametrize("args", [dict(num_beams=3), dict(num_beams=2, do_sample=True, seed=1)],
+                         ids=["beam", "beam-sampling"])
+def test_beam_search_on_the_static_cache_gives_the_dynamic_ids_and_scores(pair: Pair, args: dict[str, Any]) -> None:
+    """Beams reordered in place in the static cache: the N-best lists of the dynamic cache."""
+    fast = _generate(pair, cache_implementation="static", num_return_sequences=2, **args)
+    dynamic = _generate(pair, cache_implementation="dynamic", num_return_sequences=2, **args)
+    assert torch.equal(fast.sequences, dynamic.sequences)
+    assert (fast.scores - dynamic.scores).abs().max() < ATOL
 
 
 def test_prompt_ids_are_checked_once_at_the_start(pair: Pair) -> None:
@@ -72,7 +72,6 @@ def test_prompt_ids_are_checked_once_at_the_start(pair: Pair) -> None:
 
 
 def test_a_failing_compiler_falls_back_with_one_warning(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    _decoder_only(pair)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
@@ -93,7 +92,6 @@ def test_a_failing_compiler_falls_back_with_one_warning(pair: Pair, monkeypatch:
 @pytest.mark.slow
 def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) -> None:
     """torch.compile (inductor, single-row products as reductions) on this CPU: same ids, logits within 1e-4."""
-    _decoder_only(pair)
     if not static.compile_available():
         pytest.skip("torch.compile failed earlier in this process")
     single = dict(input_ids=pair.input_ids[1:], attention_mask=pair.attention_mask[1:])  # left-padded, one row
