@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 import tformer
 from tests.generation.conftest import Pair
@@ -102,6 +103,7 @@ def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) ->
         assert static.compile_available(), "torch.compile failed on this machine"
         assert torch.equal(compiled.sequences, eager.sequences)
         assert (compiled.scores - eager.scores).abs().max() < 1e-4
+        graphs = counters["stats"]["unique_graphs"]
         fast = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
                                   max_new_tokens=6, compile=True)
         slow = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
@@ -112,3 +114,5 @@ def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) ->
                 assert (a - b).abs().max() < 1e-4
                 fast.append(a.argmax(-1))
                 slow.append(a.argmax(-1))
+        # Same model, rows and cache size, another buffer width: the compiled step is reused, not recompiled.
+        assert counters["stats"]["unique_graphs"] == graphs

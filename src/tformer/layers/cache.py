@@ -76,8 +76,11 @@ class KVCache:
 
     def reorder(self, rows: Tensor) -> None:
         """Keep the rows named by `rows` (beam search: each surviving beam takes its parent's cache)."""
-        self.cross_keys_values = [None if kv is None else (kv[0].index_select(0, rows), kv[1].index_select(0, rows))
-                                  for kv in self.cross_keys_values]
+        self.cross_keys_values = [_rows_of(kv, rows) for kv in self.cross_keys_values]
+
+
+def _rows_of(keys_values: KeysValues | None, rows: Tensor) -> KeysValues | None:
+    return None if keys_values is None else (keys_values[0].index_select(0, rows), keys_values[1].index_select(0, rows))
 
 
 def visible_keys(key_positions: Tensor, positions: Tensor) -> Tensor:
@@ -112,8 +115,7 @@ class DynamicKVCache(KVCache):
 
     def reorder(self, rows: Tensor) -> None:
         super().reorder(rows)
-        self.keys_values = [None if kv is None else (kv[0].index_select(0, rows), kv[1].index_select(0, rows))
-                            for kv in self.keys_values]
+        self.keys_values = [_rows_of(kv, rows) for kv in self.keys_values]
 
 
 class StaticKVCache(KVCache):

@@ -26,10 +26,18 @@ class TransformerModel(nn.Module):
         super().__init__()
         self.config = config
 
-    def init_weights(self) -> None:
-        """Normal(0, init_std) for projections and embeddings, zero biases, unit LayerNorms."""
+    def init_weights(self, order: list[nn.Module] | None = None) -> None:
+        """Normal(0, init_std) for projections and embeddings, zero biases, unit LayerNorms.
+
+        Drawn module by module in `order` (default: this model's own module order), each shared module once: a
+        family whose modules are nested differently can keep the draws, hence the weights a seed gives.
+        """
         std = self.config.init_std
-        for module in self.modules():
+        seen: set[int] = set()
+        for module in (m for part in (order or [self]) for m in part.modules()):
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=std)
                 if module.bias is not None:
@@ -109,12 +117,6 @@ def token_mask(attention_mask: Tensor | None) -> Tensor | None:
     if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
         return None
     return padding_mask(attention_mask)
-
-
-def default_position_ids(input_ids: Tensor, past_length: int = 0) -> Tensor:
-    """(batch, length) positions past_length, past_length+1, ... for every row."""
-    positions = torch.arange(past_length, past_length + input_ids.size(1), device=input_ids.device)
-    return positions.unsqueeze(0).expand_as(input_ids)
 
 
 def scale_residual_projections(model: nn.Module, n_layers: int, std: float) -> None:

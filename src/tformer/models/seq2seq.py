@@ -43,7 +43,11 @@ class EncoderDecoder(TransformerModel):
             self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         else:
             self.final_logits_bias = None
-        self.init_weights()
+        # The draws of the layout before the stacks (both embeddings, both block lists, both norms): a seed gives
+        # the weights it gave then.
+        norms = [norm for norm in (self.encoder.final_norm, self.decoder.final_norm) if norm is not None]
+        self.init_weights([self.encoder.embeddings, self.decoder.embeddings, self.encoder.blocks, self.decoder.blocks,
+                           *norms, self.lm_head])
         if config.tie_word_embeddings:
             self.lm_head.weight = target_token.weight
 
