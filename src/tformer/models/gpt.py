@@ -6,19 +6,18 @@ positions and an output projection tied to the token embeddings.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.cache import DynamicKVCache, KVCache, StaticKVCache
+from tformer.layers.cache import KVCache
 from tformer.layers.linear import Linear
 from tformer.losses import token_cross_entropy
 from tformer.models.base import TransformerModel, scale_residual_projections
 from tformer.models.outputs import CausalLMOutput
-from tformer.models.stacks import DecoderStack
+from tformer.models.stacks import DecoderCaches, DecoderStack
 
 
-class GPT(TransformerModel):
+class GPT(DecoderCaches, TransformerModel):
     """Decoder-only language model: input_ids (batch, length) -> next-token logits (batch, length, vocab).
 
     A `DecoderStack` (`decoder`: embeddings, blocks, final norm) and an LM head tied to the token embeddings.
@@ -35,14 +34,6 @@ class GPT(TransformerModel):
         scale_residual_projections(self, config.n_layers, config.init_std)
         if config.tie_word_embeddings:
             self.lm_head.weight = token.weight
-
-    def new_cache(self) -> DynamicKVCache:
-        return self.decoder.new_cache()
-
-    def new_static_cache(self, batch: int, max_length: int, *, dtype: torch.dtype | None = None,
-                         device: torch.device | str | None = None) -> StaticKVCache:
-        """A pre-allocated cache for `batch` rows of up to `max_length` positions (generation's fast path)."""
-        return self.decoder.new_static_cache(batch, max_length, dtype=dtype, device=device)
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,

@@ -13,15 +13,15 @@ from torch import Tensor, nn
 from tformer.config import ModelConfig
 from tformer.data.seq2seq import shift_right
 from tformer.layers.attention import padding_mask
-from tformer.layers.cache import DynamicKVCache, KVCache, StaticKVCache
+from tformer.layers.cache import KVCache
 from tformer.layers.linear import Linear
 from tformer.losses import token_cross_entropy
 from tformer.models.base import TransformerModel, token_mask
 from tformer.models.outputs import EncoderOutput, Seq2SeqOutput
-from tformer.models.stacks import DecoderStack, EncoderStack
+from tformer.models.stacks import DecoderCaches, DecoderStack, EncoderStack
 
 
-class EncoderDecoder(TransformerModel):
+class EncoderDecoder(DecoderCaches, TransformerModel):
     """Encoder-decoder: source ids (batch, source len) + decoder ids (batch, target len) -> logits (batch,
     target len, vocab).
 
@@ -50,14 +50,6 @@ class EncoderDecoder(TransformerModel):
                            *norms, self.lm_head])
         if config.tie_word_embeddings:
             self.lm_head.weight = target_token.weight
-
-    def new_cache(self) -> DynamicKVCache:
-        return self.decoder.new_cache()
-
-    def new_static_cache(self, batch: int, max_length: int, *, dtype: torch.dtype | None = None,
-                         device: torch.device | str | None = None) -> StaticKVCache:
-        """A pre-allocated decoder cache for `batch` rows of up to `max_length` target positions."""
-        return self.decoder.new_static_cache(batch, max_length, dtype=dtype, device=device)
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
                output_attentions: bool = False, output_hidden_states: bool = False) -> EncoderOutput:

@@ -154,3 +154,18 @@ class DecoderStack(_Stack):
         if cache_position is not None:
             return cache_position
         return torch.arange(past, past + length, device=input_ids.device)
+
+
+class DecoderCaches:
+    """Mixin of the families that generate (GPT, EncoderDecoder): the two caches of their `decoder` stack."""
+
+    decoder: DecoderStack
+
+    def new_cache(self) -> DynamicKVCache:
+        """A cache that grows by one position per step."""
+        return self.decoder.new_cache()
+
+    def new_static_cache(self, batch: int, max_length: int, *, dtype: torch.dtype | None = None,
+                         device: torch.device | str | None = None) -> StaticKVCache:
+        """A pre-allocated cache for `batch` rows of up to `max_length` positions (generation's fast path)."""
+        return self.decoder.new_static_cache(batch, max_length, dtype=dtype, device=device)
