@@ -45,9 +45,9 @@ MUTATIONS: list[Mutation] = [
         ("tests/generation/test_beam_scores.py",)),
     Mutation(
         "cache-position-offset", "positions restart at 0 after a KV cache instead of continuing at its length",
-        "tformer/models/base.py",
-        "positions = torch.arange(past_length, past_length + input_ids.size(1), device=input_ids.device)",
-        "positions = torch.arange(input_ids.size(1), device=input_ids.device)",
+        "tformer/models/stacks.py",
+        "return torch.arange(past, past + length, device=input_ids.device)",
+        "return torch.arange(length, device=input_ids.device)",
         ("tests/layers/test_cache.py",), "gpt_cached_decoding_matches_full_sequence"),
     Mutation(
         "generation-positions", "left-padded generation repeats the last position for every new token",
@@ -91,8 +91,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "source-padding-dropped", "encoder-decoder generation drops the source padding mask",
         "tformer/generation/state.py",
-        "self.source_mask = mask.repeat_interleave(copies, dim=0) if mask is not None else None",
-        "self.source_mask = None",
+        "source_mask = mask.repeat_interleave(copies, dim=0) if mask is not None else None",
+        "source_mask = None",
         ("tests/generation/test_generate.py",), "padded_batch and marian"),
     Mutation(
         "rng-rank0-everywhere", "on resume every process restores rank 0's RNG state",
@@ -133,9 +133,21 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "cross-attention-sees-padding", "the decoder's cross-attention attends to source padding",
         "tformer/models/seq2seq.py",
-        "memory_mask = token_mask(attention_mask)",
-        "memory_mask = None",
+        "else token_mask(attention_mask))",
+        "else None)",
         ("tests/layers/test_cache.py",), "source_padding"),
+    Mutation(
+        "static-cache-sees-unwritten-slots", "the static cache lets a query attend to slots no token was written to",
+        "tformer/layers/cache.py",
+        "visible_keys(self.slots, positions) & filled",
+        "visible_keys(self.slots, positions)",
+        ("tests/layers/test_cache.py",), "step_mask"),
+    Mutation(
+        "positions-not-passed-down", "the decoder stack hands its layers the default positions, not the named ones",
+        "tformer/models/stacks.py",
+        "        if cache_position is not None:\n            return cache_position\n",
+        "",
+        ("tests/layers/test_cache.py",), "named_slots or reach_the_cache"),
     Mutation(
         "f1-of-the-wrong-class", "binary F1 scores class 0 instead of class 1 (MRPC)",
         "tformer/tasks/metrics.py",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 import tformer
 from tests.generation.conftest import Pair
@@ -23,13 +24,7 @@ def _generate(pair: Pair, **kwargs: Any) -> Any:
     return tformer.generate(pair.ours, pair.input_ids, pair.attention_mask, **kwargs)
 
 
-def _decoder_only(pair: Pair) -> None:
-    if pair.is_encoder_decoder:
-        pytest.skip("the static cache serves decoder-only models")
-
-
 def test_static_and_dynamic_cache_give_the_same_logits_at_every_step(pair: Pair) -> None:
-    _decoder_only(pair)
     fast = StaticDecoderState(pair.ours, pair.input_ids, pair.attention_mask, copies=2, max_new_tokens=10)
     dynamic = DecoderState(pair.ours, pair.input_ids, pair.attention_mask, copies=2, use_cache=True)
     with torch.no_grad():
@@ -48,7 +43,6 @@ def test_static_and_dynamic_cache_give_the_same_logits_at_every_step(pair: Pair)
                          ids=["greedy", "sampling", "top-k-top-p", "eos"])
 def test_static_cache_gives_the_ids_and_scores_of_the_dynamic_cache(pair: Pair, args: dict[str, Any]) -> None:
     """Greedy and seeded sampling over a left-padded batch: same ids, same scores."""
-    _decoder_only(pair)
     fast = _generate(pair, **{"cache_implementation": "static", **args})
     dynamic = _generate(pair, **{"cache_implementation": "dynamic", **args})
     default = _generate(pair, **args)
@@ -59,11 +53,18 @@ def test_static_cache_gives_the_ids_and_scores_of_the_dynamic_cache(pair: Pair, 
 def test_static_cache_is_refused_where_it_does_not_apply(pair: Pair) -> None:
     with pytest.raises(ValueError, match="cache_implementation"):
         _generate(pair, cache_implementation="paged")
-    with pytest.raises(ValueError, match="num_beams=2"):
-        _generate(pair, cache_implementation="static", num_beams=2)
-    if pair.is_encoder_decoder:
-        with pytest.raises(ValueError, match="MarianMT|EncoderDecoder"):
-            _generate(pair, cache_implementation="static")
+    with pytest.raises(ValueError, match="use_cache=False"):
+        _generate(pair, cache_implementation="static", use_cache=False)
+
+
+@pytest.mark.parametrize("args", [dict(num_beams=3), dict(num_beams=2, do_sample=True, seed=1)],
+                         ids=["beam", "beam-sampling"])
+def test_beam_search_on_the_static_cache_gives_the_dynamic_ids_and_scores(pair: Pair, args: dict[str, Any]) -> None:
+    """Beams reordered in place in the static cache: the N-best lists of the dynamic cache."""
+    fast = _generate(pair, cache_implementation="static", num_return_sequences=2, **args)
+    dynamic = _generate(pair, cache_implementation="dynamic", num_return_sequences=2, **args)
+    assert torch.equal(fast.sequences, dynamic.sequences)
+    assert (fast.scores - dynamic.scores).abs().max() < ATOL
 
 
 def test_prompt_ids_are_checked_once_at_the_start(pair: Pair) -> None:
@@ -74,7 +75,6 @@ def test_prompt_ids_are_checked_once_at_the_start(pair: Pair) -> None:
 
 
 def test_a_failing_compiler_falls_back_with_one_warning(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    _decoder_only(pair)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
@@ -107,7 +107,6 @@ def test_compile_true_compiles_once_per_model_and_gives_the_eager_tokens(
         pair: Pair, monkeypatch: pytest.MonkeyPatch, accel_flag: str) -> None:
     """Two generate calls, one compilation (kept per model, not per call); the accel flag picks the backend. The
     backend here is a counting stand-in that runs the traced graph eagerly (the real one: the slow test below)."""
-    _decoder_only(pair)
     monkeypatch.setenv("TFORMER_ACCEL", accel_flag)
     backends: list[str] = []
 
@@ -134,7 +133,6 @@ def test_compile_true_compiles_once_per_model_and_gives_the_eager_tokens(
 @pytest.mark.slow
 def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) -> None:
     """torch.compile (inductor, single-row products as reductions) on this CPU: same ids, logits within 1e-4."""
-    _decoder_only(pair)
     if not compiled_decode.compile_available():
         pytest.skip("torch.compile failed earlier in this process")
     single = dict(input_ids=pair.input_ids[1:], attention_mask=pair.attention_mask[1:])  # left-padded, one row
@@ -145,6 +143,7 @@ def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) ->
         assert compiled_decode.compile_available(), "torch.compile failed on this machine"
         assert torch.equal(compiled.sequences, eager.sequences)
         assert (compiled.scores - eager.scores).abs().max() < 1e-4
+        graphs = counters["stats"]["unique_graphs"]
         fast = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
                                   max_new_tokens=6, compile=True)
         slow = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
@@ -155,3 +154,5 @@ def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) ->
                 assert (a - b).abs().max() < 1e-4
                 fast.append(a.argmax(-1))
                 slow.append(a.argmax(-1))
+        # Same model, rows and cache size, another buffer width: the compiled step is reused, not recompiled.
+        assert counters["stats"]["unique_graphs"] == graphs

@@ -69,7 +69,7 @@ def test_mismatched_checkpoint_names_first_tensor_and_both_shapes(saved_gpt2) ->
     config["n_positions"] = 128  # the weights were saved with 64 positions
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"checkpoint tensor 'wpe.weight' has shape \(64, 32\) but the model's "
-                                         r"'embeddings.positions.weight' needs \(128, 32\)"):
+                                         r"'decoder.embeddings.positions.weight' needs \(128, 32\)"):
         tformer.from_pretrained(folder)
 
 

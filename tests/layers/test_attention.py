@@ -16,7 +16,7 @@ from tformer.layers.attention import (
     padding_mask,
     scaled_dot_product_attention,
 )
-from tformer.layers.cache import LayerKVCache
+from tformer.layers.cache import DynamicKVCache
 
 BATCH, HEADS, HEAD_DIM = 2, 3, 8
 
@@ -297,8 +297,9 @@ def test_mha_kv_cache_one_token_at_a_time_matches_whole_sequence(implementation:
     x = _x(2, 6, 4)
     with torch.no_grad():
         full, _ = attention(x, is_causal=True)
-        cache = LayerKVCache()
-        steps = [attention(x[:, t : t + 1], is_causal=True, cache=cache)[0] for t in range(6)]
+        cache = DynamicKVCache(1)
+        steps = [attention(x[:, t : t + 1], is_causal=True, cache=cache, positions=torch.tensor([t]))[0]
+                 for t in range(6)]
     assert cache.length == 6
     assert (torch.cat(steps, dim=1) - full).abs().max().item() <= 1e-6
 
@@ -308,23 +309,23 @@ def test_mha_kv_cache_prompt_then_tokens_matches_whole_sequence() -> None:
     x = _x(2, 7, 5)
     with torch.no_grad():
         full, _ = attention(x, is_causal=True)
-        cache = LayerKVCache()
-        outs = [attention(x[:, :4], is_causal=True, cache=cache)[0]]
-        outs += [attention(x[:, t : t + 1], is_causal=True, cache=cache)[0] for t in range(4, 7)]
+        cache = DynamicKVCache(1)
+        outs = [attention(x[:, :4], is_causal=True, cache=cache, positions=torch.arange(4))[0]]
+        outs += [attention(x[:, t : t + 1], is_causal=True, cache=cache, positions=torch.tensor([t]))[0]
+                 for t in range(4, 7)]
     assert (torch.cat(outs, dim=1) - full).abs().max().item() <= 1e-6
 
 
 def test_mha_cross_attention_cache_computes_keys_once() -> None:
     attention, _ = _pair(cross=True)
     x, memory = _x(2, 1, 6), _x(2, 5, 7)
-    cache = LayerKVCache()
+    cache = DynamicKVCache(1)
     with torch.no_grad():
         first, _ = attention(x, memory, cache=cache)
-        assert cache.filled and cache.keys is not None
-        assert cache.keys.shape == (2, N_HEADS, 5, D_MODEL // N_HEADS)
-        keys = cache.keys
+        stored = cache.cross_keys_values[0]
+        assert stored is not None and stored[0].shape == (2, N_HEADS, 5, D_MODEL // N_HEADS)
         second, _ = attention(x, None, cache=cache)
         # A different memory is ignored once the cache is filled: the keys/values are not recomputed.
         third, _ = attention(x, memory * 10, cache=cache)
-    assert cache.keys is keys
+    assert cache.cross_keys_values[0] is stored
     assert torch.equal(first, second) and torch.equal(first, third)

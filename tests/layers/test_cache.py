@@ -1,4 +1,5 @@
-"""KV cache: decoding step by step with a cache gives the logits of the whole sequence without one."""
+"""KV cache: the one contract (update -> keys, values, mask at explicit positions; cross; reorder) of the dynamic and
+the static cache, and decoding step by step with a cache gives the logits of the whole sequence without one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from torch import nn
 
 from tformer.config import ModelConfig
-from tformer.layers.cache import KVCache, LayerKVCache, StaticKVCache
+from tformer.layers.attention import padding_mask
+from tformer.layers.cache import DynamicKVCache, KVCache, StaticKVCache
 from tformer.models.gpt import GPT
 from tformer.models.seq2seq import EncoderDecoder
 
@@ -125,7 +127,7 @@ def test_seq2seq_cached_decoding_matches_full_decoder(attention: str) -> None:
         for t in range(target.size(1)):
             steps.append(model(attention_mask=source_mask, decoder_input_ids=target[:, t : t + 1],
                                encoder_outputs=encoded, cache=cache).logits)
-    assert cache.cross_attention is not None and all(layer.filled for layer in cache.cross_attention)
+    assert all(keys_values is not None for keys_values in cache.cross_keys_values)
     assert cache.length == target.size(1)
     assert full.abs().max() > 1.0
     assert _max_diff(torch.cat(steps, dim=1), full) <= ATOL
@@ -145,29 +147,38 @@ def test_seq2seq_source_padding_is_respected() -> None:
 # ----------------------------------------------------------------------------- reorder
 
 
-def test_kv_cache_reorder_moves_every_layer_along_batch() -> None:
-    cache = KVCache(n_layers=3, cross_attention=True)
-    assert cache.cross_attention is not None
-    for layer in cache.self_attention + cache.cross_attention:
-        layer.set(torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8))
-    before = [(layer.keys, layer.values) for layer in cache.self_attention + cache.cross_attention]
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_kv_cache_reorder_moves_every_layer_along_batch(kind: str) -> None:
+    cache: KVCache = DynamicKVCache(3) if kind == "dynamic" else StaticKVCache(3, 2, 4, 5, 8)
+    positions = torch.arange(5)
+    written = []
+    for layer in range(3):
+        keys, values = torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8)
+        cache.update(layer, keys, values, positions)
+        cache.cross(layer, lambda k=keys, v=values: (k + 1, v + 1))
+        written.append((keys, values))
     cache.reorder(torch.tensor([1, 0]))
-    for (keys, values), layer in zip(before, cache.self_attention + cache.cross_attention, strict=True):
-        assert layer.keys is not None and layer.values is not None
-        assert torch.equal(layer.keys, keys.flip(0)) and torch.equal(layer.values, values.flip(0))
-    cache.reorder(torch.tensor([0, 0, 1]))  # beam search may duplicate a row
-    assert cache.length == 5 and cache.self_attention[0].keys is not None
-    assert cache.self_attention[0].keys.shape == (3, 4, 5, 8)
+    for layer, (keys, values) in enumerate(written):
+        stored_keys, stored_values, _ = cache.update(layer, keys[:, :, :0], values[:, :, :0], positions[:0])
+        assert torch.equal(stored_keys, keys.flip(0)) and torch.equal(stored_values, values.flip(0))
+        cross_keys, cross_values = cache.cross(layer, lambda: pytest.fail("the cross keys are computed once"))
+        assert torch.equal(cross_keys, keys.flip(0) + 1) and torch.equal(cross_values, values.flip(0) + 1)
+    assert cache.length == 5
+    if kind == "dynamic":
+        cache.reorder(torch.tensor([0, 0, 1]))  # beam search may duplicate a row (a static cache keeps its rows)
+        keys, _, _ = cache.update(0, torch.zeros(3, 4, 0, 8), torch.zeros(3, 4, 0, 8), positions[:0])
+        assert keys.shape == (3, 4, 5, 8)
 
 
-def test_layer_cache_append_grows_along_positions() -> None:
-    layer = LayerKVCache()
-    assert not layer.filled and layer.length == 0
-    layer.reorder(torch.tensor([0]))  # an empty cache has nothing to reorder
-    keys, values = layer.append(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4))
-    keys, values = layer.append(torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
-    assert layer.length == 4 and keys.shape == values.shape == (1, 2, 4, 4)
-    assert torch.equal(keys[:, :, 3], torch.ones(1, 2, 4)) and torch.equal(keys[:, :, :3], torch.zeros(1, 2, 3, 4))
+def test_dynamic_cache_appends_along_positions_and_masks_causally() -> None:
+    cache = DynamicKVCache(1)
+    assert cache.length == 0 and cache.key_length(3) == 3
+    cache.update(0, torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), torch.arange(3))
+    keys, values, mask = cache.update(0, torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4), torch.tensor([3, 4]))
+    assert cache.length == 5 and cache.key_length(1) == 6 and keys.shape == values.shape == (1, 2, 5, 4)
+    assert torch.equal(keys[:, :, 3:], torch.ones(1, 2, 2, 4)) and torch.equal(keys[:, :, :3], torch.zeros(1, 2, 3, 4))
+    # The query at position 3 sees keys 0..3, the one at 4 sees all five.
+    assert mask.tolist() == [[[[True, True, True, True, False], [True] * 5]]]
 
 
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "gpt1-tiny"])
@@ -224,9 +235,8 @@ def test_gpt_static_cache_matches_full_sequence_with_left_padding(preset: str, a
     with torch.no_grad():
         full = model(ids, attention_mask=attention_mask, position_ids=position_ids).logits
         cache = model.new_static_cache(2, slots)
-        assert isinstance(cache, StaticKVCache) and cache.self_attention[0].keys is not None
         config = model.config
-        assert cache.self_attention[0].keys.shape == (2, config.n_heads, slots, config.d_model // config.n_heads)
+        assert cache.keys.shape == (config.n_layers, 2, config.n_heads, slots, config.d_model // config.n_heads)
         steps = [model(ids[:, :prompt], attention_mask=slot_mask, position_ids=position_ids[:, :prompt],
                        cache=cache, cache_position=torch.arange(prompt)).logits]
         for t in range(prompt, ids.size(1)):
@@ -252,23 +262,53 @@ def test_gpt_static_cache_without_positions_continues_after_written() -> None:
     assert _max_diff(torch.cat(steps, dim=1), full) <= ATOL
 
 
-def test_cache_position_needs_a_static_cache() -> None:
+def test_cache_position_needs_a_cache() -> None:
     model = _gpt("gpt2-tiny", "fused")
-    with torch.no_grad(), pytest.raises(ValueError, match="StaticKVCache"):
-        model(_ids(1, 2, seed=1), cache=model.new_cache(), cache_position=torch.arange(2))
+    with torch.no_grad(), pytest.raises(ValueError, match="cache_position .* KV cache"):
+        model(_ids(1, 2, seed=1), cache_position=torch.arange(2))
 
 
-def test_static_cache_reorder_and_cross_attention() -> None:
-    cache = StaticKVCache(n_layers=2, batch=2, n_heads=1, max_length=3, head_dim=2)
-    layer = cache.self_attention[0]
-    cache.begin(torch.tensor([1]))
-    keys, values = layer.append(torch.ones(2, 1, 1, 2), torch.full((2, 1, 1, 2), 2.0))
-    assert keys.shape == (2, 1, 3, 2) and keys is layer.keys  # written in place, nothing grows
-    assert torch.equal(keys[:, :, 1], torch.ones(2, 1, 2)) and not keys[:, :, [0, 2]].any()
-    layer.keys[1] += 5
-    cache.reorder(torch.tensor([1, 1]))
-    assert torch.equal(layer.keys[0], layer.keys[1]) and layer.keys[0, 0, 1, 0] == 6
-    with pytest.raises(TypeError, match="cross-attention"):
-        layer.set(keys, values)
-    mask = cache.attention_mask(torch.tensor([1]), torch.tensor([[0, 1, 1], [1, 1, 1]]))
-    assert mask.tolist() == [[[[False, True, False]]], [[[True, True, False]]]]
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_explicit_positions_reach_the_cache_of_every_layer(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's cache_position is what every attention layer hands to `update`, on both caches."""
+    model = _gpt("gpt2-tiny", "fused")
+    cache = model.new_cache() if kind == "dynamic" else model.new_static_cache(2, 8)
+    seen: list[tuple[int, list[int]]] = []
+    update = type(cache).update
+
+    def spy(self: KVCache, layer: int, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor):  # noqa: ANN202
+        seen.append((layer, positions.tolist()))
+        return update(self, layer, keys, values, positions)
+
+    monkeypatch.setattr(type(cache), "update", spy)
+    with torch.no_grad():
+        model(_ids(2, 3, seed=1), cache=cache, cache_position=torch.arange(3))
+        model(_ids(2, 1, seed=2), cache=cache)  # no positions named: they continue after the stored ones
+    assert seen == [(0, [0, 1, 2]), (1, [0, 1, 2]), (0, [3]), (1, [3])]
+
+
+def test_static_forward_writes_exactly_the_named_slots() -> None:
+    model = _gpt("gpt2-tiny", "fused")
+    cache = model.new_static_cache(2, 8)
+    with torch.no_grad():
+        model(_ids(2, 2, seed=1), cache=cache, cache_position=torch.tensor([2, 5]))
+    written = cache.keys.abs().sum(dim=(1, 2, 4)) > 0  # (layers, slots)
+    assert written.tolist() == [[False, False, True, False, False, True, False, False]] * 2
+    assert cache.filled.tolist() == written.tolist()
+
+
+def test_static_cache_update_returns_its_buffers_and_the_step_mask() -> None:
+    cache = StaticKVCache(n_layers=2, batch=2, n_heads=1, max_length=4, head_dim=2)
+    assert cache.key_length(1) == 4  # every step attends over all slots: fixed shapes
+    cache.update(0, torch.ones(2, 1, 2, 2), torch.ones(2, 1, 2, 2), torch.arange(2))
+    keys, values, mask = cache.update(0, torch.full((2, 1, 1, 2), 3.0), torch.full((2, 1, 1, 2), 4.0),
+                                      torch.tensor([2]))
+    assert keys.shape == values.shape == (2, 1, 4, 2) and keys.data_ptr() == cache.keys[0].data_ptr()
+    assert torch.equal(keys[:, :, 2], torch.full((2, 1, 2), 3.0)) and not keys[:, :, 3].any()
+    # The query at position 2 sees the filled slots 0..2; slot 3 is neither in its past nor written.
+    assert mask.tolist() == [[[[True, True, True, False]]]]
+    # A layer sees only what was written to it: layer 1 holds nothing yet, so position 1 sees only itself.
+    _, _, mask = cache.update(1, torch.ones(2, 1, 1, 2), torch.ones(2, 1, 1, 2), torch.tensor([1]))
+    assert mask.tolist() == [[[[False, True, False, False]]]]
+    token_padding = padding_mask(torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
+    assert (token_padding & mask).tolist() == [[[[False, True, False, False]]], [[[False, True, False, False]]]]

@@ -118,21 +118,21 @@ def test_encoder_decoder_labels_build_shifted_decoder_inputs() -> None:
 
 def test_tied_embeddings_share_one_tensor() -> None:
     gpt = tformer.build_model(ModelConfig.preset("gpt2-tiny"))
-    assert gpt.lm_head.weight is gpt.embeddings.token.weight
+    assert gpt.lm_head.weight is gpt.decoder.embeddings.token.weight
     encdec = tformer.build_model(ModelConfig.preset("transformer-tiny"))
-    assert encdec.lm_head.weight is encdec.decoder_embeddings.token.weight is encdec.encoder_embeddings.token.weight
+    assert encdec.lm_head.weight is encdec.decoder.embeddings.token.weight is encdec.encoder.embeddings.token.weight
     bert = tformer.build_model(ModelConfig.preset("bert-tiny"))
-    assert bert.mlm_head.decoder.weight is bert.embeddings.token.weight
+    assert bert.mlm_head.decoder.weight is bert.encoder.embeddings.token.weight
     untied = tformer.build_model(ModelConfig.preset("gpt2-tiny", tie_word_embeddings=False))
-    assert untied.lm_head.weight is not untied.embeddings.token.weight
+    assert untied.lm_head.weight is not untied.decoder.embeddings.token.weight
 
 
 def test_embedding_scale_is_sqrt_d_model() -> None:
     model = tformer.build_model(ModelConfig.preset("transformer-tiny", dropout=0.0)).eval()
     ids = torch.tensor([[5, 6]])
     positions = torch.arange(2)[None]
-    expected = model.encoder_embeddings.token(ids) * 32**0.5 + model.encoder_embeddings.positions(positions)
-    assert torch.allclose(model.encoder_embeddings(ids, positions), expected)
+    expected = model.encoder.embeddings.token(ids) * 32**0.5 + model.encoder.embeddings.positions(positions)
+    assert torch.allclose(model.encoder.embeddings(ids, positions), expected)
 
 
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "transformer-tiny"])

@@ -143,8 +143,8 @@ def test_random_init_starts_from_fresh_weights_of_the_same_architecture(folders,
     assert len(shared) > 10
     for key in shared:
         assert torch.allclose(kept.state_dict()[f"backbone.{key}"], original[key], atol=1e-6), key
-    fresh_weights = fresh.state_dict()["backbone.embeddings.token.weight"]
-    assert not torch.allclose(fresh_weights, original["embeddings.token.weight"], atol=1e-2)
+    fresh_weights = fresh.state_dict()["backbone.encoder.embeddings.token.weight"]
+    assert not torch.allclose(fresh_weights, original["encoder.embeddings.token.weight"], atol=1e-2)
     assert "freshly initialised (--init=random)" in fresh_shown and "freshly" not in kept_shown
     with pytest.raises(OptionError, match=r"init='scratch' is not an initialisation; pass --init=pretrained or"):
         FinetuneOptions.from_overrides(["--init=scratch"])

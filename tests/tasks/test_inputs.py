@@ -102,12 +102,12 @@ def test_adding_the_gpt_tokens_grows_the_embedding_and_the_tied_head(words: tfor
     torch.manual_seed(0)
     model = tformer.build_model(ModelConfig.preset("gpt2-tiny", vocab_size=words.vocab_size, bos_token_id=None,
                                                    eos_token_id=None))
-    old = model.embeddings.token.weight.detach().clone()
+    old = model.decoder.embeddings.token.weight.detach().clone()
     special = add_gpt_special_tokens(words, model)
     assert words.vocab_size == old.size(0) + 3 == model.config.vocab_size
     assert (special.start, special.delimiter, special.extract) == tuple(range(old.size(0), old.size(0) + 3))
     assert [words.id_to_token(i) for i in range(old.size(0), words.vocab_size)] == list(GPT_SPECIAL_TOKENS)
-    weight = model.embeddings.token.weight
+    weight = model.decoder.embeddings.token.weight
     assert torch.equal(weight[:-3], old) and model.lm_head.weight is weight
     assert 0.005 < float(weight[-3:].detach().std()) < 0.05  # drawn like the rest: Normal(0, init_std=0.02)
     out = model(torch.tensor([[special.start, 5, special.extract]]))
@@ -121,7 +121,7 @@ def test_resize_bert_grows_the_masked_lm_bias_too() -> None:
     bert = tformer.build_model(ModelConfig.preset("bert-tiny"))
     bias = bert.mlm_head.bias.detach().clone()
     resize_token_embeddings(bert, 105)
-    assert bert.config.vocab_size == 105 and bert.mlm_head.decoder.weight is bert.embeddings.token.weight
+    assert bert.config.vocab_size == 105 and bert.mlm_head.decoder.weight is bert.encoder.embeddings.token.weight
     assert torch.equal(bert.mlm_head.bias[:99], bias) and not bert.mlm_head.bias[99:].any()
     assert bert(torch.tensor([[2, 104, 3]])).logits.shape == (1, 3, 105)
 

@@ -36,7 +36,7 @@ def test_decay_embeddings_as_nanogpt() -> None:
     decay, rest = decay_groups(model, 0.1, decay_embeddings=True)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
-    assert {"embeddings.token.weight", "embeddings.positions.weight"} <= decayed
+    assert {"decoder.embeddings.token.weight", "decoder.embeddings.positions.weight"} <= decayed
     assert not any("norm" in names[id(p)] for p in decay["params"])
 
 

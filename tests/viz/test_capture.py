@@ -109,11 +109,11 @@ def _encoder_decoder_weights(model, source: torch.Tensor, target: torch.Tensor) 
     with torch.no_grad():
         out = model(source, decoder_input_ids=target, output_hidden_states=True)
         encoder, decoder, cross = [], [], []
-        for block, h in zip(model.encoder_blocks, out.encoder_hidden_states, strict=False):
+        for block, h in zip(model.encoder.blocks, out.encoder_hidden_states, strict=False):
             residual = block.self_attention_residual
             normed = residual.norm(h) if residual.pre_norm else h
             encoder.append(_softmax_of_scores(block.self_attention, normed, normed))
-        for block, h in zip(model.decoder_blocks, out.decoder_hidden_states, strict=False):
+        for block, h in zip(model.decoder.blocks, out.decoder_hidden_states, strict=False):
             residual = block.self_attention_residual
             normed = residual.norm(h) if residual.pre_norm else h
             decoder.append(_softmax_of_scores(block.self_attention, normed, normed, causal=True))

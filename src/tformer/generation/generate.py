@@ -82,8 +82,8 @@ def generate(
       temperature, top_k, top_p or seed given without sampling, or length_penalty without beams: a warning.
     * streamer (greedy decoding and sampling only): `streamer.put(tokens)` with each step's new tokens (rows,) as
       they are chosen, then `streamer.end()`, e.g. `TextStreamer(tokenizer)` to print text as it comes.
-    * cache_implementation: "static" (a pre-allocated KV cache, fixed shapes: the fast path, decoder-only greedy
-      decoding and sampling only), "dynamic" (grows each step), or None: "static" wherever it applies.
+    * cache_implementation: "static" (a pre-allocated KV cache, fixed shapes: the fast path), "dynamic" (grows
+      each step), or None: "static" for greedy decoding and sampling, "dynamic" for beam search.
     * compile: run the static path's one-token decoding step through torch.compile (compiled once per model,
       rows and cache size). None: False. Where compiling fails, a one-line warning and the same results.
     Returns token ids (batch * num_return_sequences, length), or with return_scores a `GenerateOutput`.
@@ -115,7 +115,7 @@ def generate(
     state: DecoderState | StaticDecoderState
     if static:
         state = StaticDecoderState(model, input_ids, attention_mask, copies, plan.max_new_tokens,
-                                   compile=bool(compile))
+                                   compile=bool(compile), decoder_start_token_id=plan.start)
     else:
         state = DecoderState(model, input_ids, attention_mask, copies, s["use_cache"],
                              decoder_start_token_id=plan.start)
@@ -217,12 +217,14 @@ def _check_search_args(max_new_tokens: int, num_beams: int, num_return_sequences
 def _use_static_cache(model: nn.Module, cache_implementation: str | None, num_beams: int, use_cache: bool) -> bool:
     if cache_implementation not in (None, "static", "dynamic"):
         raise ValueError(f"cache_implementation={cache_implementation!r} must be 'static', 'dynamic' or None")
-    applies = use_cache and num_beams == 1 and can_use_static_cache(model)
+    applies = use_cache and can_use_static_cache(model)
     if cache_implementation == "static" and not applies:
-        raise ValueError("cache_implementation='static' serves decoder-only greedy decoding and sampling with "
-                         f"use_cache=True (got {type(model).__name__}, num_beams={num_beams}, use_cache={use_cache}); "
-                         "use cache_implementation='dynamic' or None")
-    return applies and cache_implementation != "dynamic"
+        raise ValueError("cache_implementation='static' needs use_cache=True and a model with new_static_cache() "
+                         f"(got {type(model).__name__}, use_cache={use_cache}); use cache_implementation='dynamic' "
+                         "or None")
+    # By default beam search keeps the dynamic cache: its rows are reordered every step, which a growing cache
+    # does without copying the unused slots of a static one.
+    return applies and (cache_implementation == "static" or (cache_implementation is None and num_beams == 1))
 
 
 def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, vocab_size: int) -> None:

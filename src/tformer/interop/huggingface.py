@@ -64,10 +64,10 @@ def _joined(ours: str, theirs: list[str]) -> dict[str, Rule]:
 
 def _gpt_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
     token, position = ("wte", "wpe") if model_type == "gpt2" else ("tokens_embed", "positions_embed")
-    rules = {"embeddings.token.weight": Rule((f"{token}.weight",)),
-             "embeddings.positions.weight": Rule((f"{position}.weight",))}
+    rules = {"decoder.embeddings.token.weight": Rule((f"{token}.weight",)),
+             "decoder.embeddings.positions.weight": Rule((f"{position}.weight",))}
     for i in range(config.n_layers):
-        ours, theirs = f"blocks.{i}", f"h.{i}"
+        ours, theirs = f"decoder.blocks.{i}", f"h.{i}"
         rules |= _linear(f"{ours}.self_attention.qkv_proj", f"{theirs}.attn.c_attn", transpose=True)
         rules |= _linear(f"{ours}.self_attention.out_proj", f"{theirs}.attn.c_proj", transpose=True)
         rules |= _linear(f"{ours}.self_attention_residual.norm", f"{theirs}.ln_1")
@@ -75,19 +75,19 @@ def _gpt_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
         rules |= _linear(f"{ours}.feedforward.fc_out", f"{theirs}.mlp.c_proj", transpose=True)
         rules |= _linear(f"{ours}.feedforward_residual.norm", f"{theirs}.ln_2")
     if config.final_norm:
-        rules |= _linear("final_norm", "ln_f")
+        rules |= _linear("decoder.final_norm", "ln_f")
     rules["lm_head.weight"] = Rule(("lm_head.weight",), aliases=(f"{token}.weight",),
                                    save=not config.tie_word_embeddings)
     return rules
 
 
 def _bert_rules(config: ModelConfig) -> dict[str, Rule]:
-    rules = {"embeddings.token.weight": Rule(("embeddings.word_embeddings.weight",)),
-             "embeddings.positions.weight": Rule(("embeddings.position_embeddings.weight",)),
-             "embeddings.token_type.weight": Rule(("embeddings.token_type_embeddings.weight",))}
-    rules |= _linear("embeddings.norm", "embeddings.LayerNorm")
+    rules = {"encoder.embeddings.token.weight": Rule(("embeddings.word_embeddings.weight",)),
+             "encoder.embeddings.positions.weight": Rule(("embeddings.position_embeddings.weight",)),
+             "encoder.embeddings.token_type.weight": Rule(("embeddings.token_type_embeddings.weight",))}
+    rules |= _linear("encoder.embeddings.norm", "embeddings.LayerNorm")
     for i in range(config.n_layers):
-        ours, theirs = f"blocks.{i}", f"encoder.layer.{i}"
+        ours, theirs = f"encoder.blocks.{i}", f"encoder.layer.{i}"
         rules |= _joined(f"{ours}.self_attention.qkv_proj",
                          [f"{theirs}.attention.self.{n}" for n in ("query", "key", "value")])
         rules |= _linear(f"{ours}.self_attention.out_proj", f"{theirs}.attention.output.dense")
@@ -96,7 +96,7 @@ def _bert_rules(config: ModelConfig) -> dict[str, Rule]:
         rules |= _linear(f"{ours}.feedforward.fc_out", f"{theirs}.output.dense")
         rules |= _linear(f"{ours}.feedforward_residual.norm", f"{theirs}.output.LayerNorm")
     if config.final_norm:
-        rules |= _linear("final_norm", "encoder.LayerNorm")
+        rules |= _linear("encoder.final_norm", "encoder.LayerNorm")
     if config.pooler:
         rules |= _linear("pooler.dense", "pooler.dense")
     if config.pretraining_heads:
@@ -113,18 +113,17 @@ def _bert_rules(config: ModelConfig) -> dict[str, Rule]:
 def _marian_rules(config: ModelConfig) -> dict[str, Rule]:
     shared = config.share_encoder_decoder_embeddings
     if shared:
-        rules = {"encoder_embeddings.token.weight": Rule(("shared.weight",), aliases=("encoder.embed_tokens.weight",)),
-                 "decoder_embeddings.token.weight": Rule(("shared.weight",), aliases=("decoder.embed_tokens.weight",),
+        rules = {"encoder.embeddings.token.weight": Rule(("shared.weight",), aliases=("encoder.embed_tokens.weight",)),
+                 "decoder.embeddings.token.weight": Rule(("shared.weight",), aliases=("decoder.embed_tokens.weight",),
                                                          save=False)}
     else:
-        rules = {"encoder_embeddings.token.weight": Rule(("encoder.embed_tokens.weight",)),
-                 "decoder_embeddings.token.weight": Rule(("decoder.embed_tokens.weight",))}
-    for side, blocks, n_layers in (("encoder", "encoder_blocks", config.n_layers),
-                                   ("decoder", "decoder_blocks", config.decoder_layers)):
+        rules = {"encoder.embeddings.token.weight": Rule(("encoder.embed_tokens.weight",)),
+                 "decoder.embeddings.token.weight": Rule(("decoder.embed_tokens.weight",))}
+    for side, n_layers in (("encoder", config.n_layers), ("decoder", config.decoder_layers)):
         if config.positions == "learned":
-            rules[f"{side}_embeddings.positions.weight"] = Rule((f"{side}.embed_positions.weight",))
+            rules[f"{side}.embeddings.positions.weight"] = Rule((f"{side}.embed_positions.weight",))
         for i in range(n_layers):
-            ours, theirs = f"{blocks}.{i}", f"{side}.layers.{i}"
+            ours, theirs = f"{side}.blocks.{i}", f"{side}.layers.{i}"
             rules |= _joined(f"{ours}.self_attention.qkv_proj", [f"{theirs}.self_attn.{n}_proj" for n in "qkv"])
             rules |= _linear(f"{ours}.self_attention.out_proj", f"{theirs}.self_attn.out_proj")
             rules |= _linear(f"{ours}.self_attention_residual.norm", f"{theirs}.self_attn_layer_norm")
@@ -137,7 +136,7 @@ def _marian_rules(config: ModelConfig) -> dict[str, Rule]:
             rules |= _linear(f"{ours}.feedforward.fc_out", f"{theirs}.fc2")
             rules |= _linear(f"{ours}.feedforward_residual.norm", f"{theirs}.final_layer_norm")
         if config.final_norm:
-            rules |= _linear(f"{side}_final_norm", f"{side}.layer_norm")
+            rules |= _linear(f"{side}.final_norm", f"{side}.layer_norm")
     target = "shared.weight" if shared else "decoder.embed_tokens.weight"
     rules["lm_head.weight"] = Rule(("lm_head.weight",), aliases=(target,), save=not config.tie_word_embeddings)
     if config.final_logits_bias:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tformer.layers.cache import LayerKVCache
+from tformer.layers.cache import KVCache
 
 
 @dataclass
@@ -112,10 +112,11 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention: x (batch, queries, d_model) -> (batch, queries, d_model), one fused QKV projection.
     Cross-attention (`cross=True`): queries from x, keys and values from `memory` (batch, keys, d_model).
+    `layer_index` names this layer's entries in a `KVCache`.
     """
 
     def __init__(self, d_model: int, n_heads: int, *, cross: bool = False, bias: bool = True,
-                 dropout: float = 0.0, implementation: str = "fused") -> None:
+                 dropout: float = 0.0, implementation: str = "fused", layer_index: int = 0) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
@@ -123,6 +124,7 @@ class MultiHeadAttention(nn.Module):
         self.cross = cross
         self.dropout = dropout
         self.implementation = implementation
+        self.layer_index = layer_index
         if cross:
             self.q_proj = nn.Linear(d_model, d_model, bias=bias)
             self.kv_proj = nn.Linear(d_model, 2 * d_model, bias=bias)
@@ -134,31 +136,35 @@ class MultiHeadAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
 
+    def _memory_keys_values(self, memory: Tensor | None) -> tuple[Tensor, Tensor]:
+        if memory is None:
+            raise ValueError("cross-attention needs `memory` (the encoder output) on its first call")
+        k, v = (self._split_heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
+        return k, v
+
     def forward(
         self, x: Tensor, memory: Tensor | None = None, *, mask: Tensor | None = None, is_causal: bool = False,
-        cache: LayerKVCache | None = None, return_weights: bool = False,
+        cache: KVCache | None = None, positions: Tensor | None = None, return_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Returns (output (batch, queries, d_model), weights (batch, heads, queries, keys) or None).
 
-        `cache`: for self-attention the new keys/values are appended and attention runs over all of them;
-        for cross-attention the memory's keys/values are computed on the first call and reused after.
+        `cache` with `positions` (queries,), the positions of the new tokens: self-attention stores its keys/values
+        there and attends to what the cache returns, under the cache's mask (which holds causality) and `mask`;
+        cross-attention computes the memory's keys/values on the first call and reuses them after.
         """
         if self.cross:
             q = self._split_heads(self.q_proj(x))
-            if cache is not None and cache.filled:
-                k, v = cache.keys, cache.values
+            if cache is None:
+                k, v = self._memory_keys_values(memory)
             else:
-                if memory is None:
-                    raise ValueError("cross-attention needs `memory` (the encoder output) on its first call")
-                k, v = (self._split_heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
-                if cache is not None:
-                    cache.set(k, v)
+                k, v = cache.cross(self.layer_index, lambda: self._memory_keys_values(memory))
         else:
             q, k, v = (self._split_heads(t) for t in self.qkv_proj(x).chunk(3, dim=-1))
             if cache is not None:
-                k, v = cache.append(k, v)
-                if cache.static:  # keys are fixed slots, not the last positions: the caller's mask holds causality
-                    is_causal = False
+                if positions is None:
+                    raise ValueError("attention with a cache needs `positions`, the positions of the new tokens")
+                k, v, visible = cache.update(self.layer_index, k, v, positions)
+                mask, is_causal = (visible if mask is None else mask & visible), False
         dropout_p = self.dropout if self.training else 0.0
         explicit = return_weights or self.implementation == "explicit"
         if is_causal and (explicit or mask is not None or q.size(-2) != k.size(-2)):

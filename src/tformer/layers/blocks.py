@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from tformer.config import ModelConfig
 from tformer.layers.attention import MultiHeadAttention
-from tformer.layers.cache import LayerKVCache
+from tformer.layers.cache import KVCache
 from tformer.layers.feedforward import FeedForward
 
 
@@ -39,9 +39,10 @@ class _Residual(nn.Module):
         return self.norm(x + self.dropout(out)), weights
 
 
-def _attention(config: ModelConfig, cross: bool = False) -> MultiHeadAttention:
+def _attention(config: ModelConfig, cross: bool = False, layer_index: int = 0) -> MultiHeadAttention:
     return MultiHeadAttention(config.d_model, config.n_heads, cross=cross, bias=config.bias,
-                              dropout=config.attention_dropout, implementation=config.attention)
+                              dropout=config.attention_dropout, implementation=config.attention,
+                              layer_index=layer_index)
 
 
 def _feedforward(config: ModelConfig) -> FeedForward:
@@ -71,31 +72,35 @@ class DecoderBlock(nn.Module):
     """Decoder layer: masked self-attention, cross-attention to the encoder (encoder-decoder only), then FFN.
 
     x (batch, len, d), memory (batch, source len, d) -> (batch, len, d). GPT uses it without cross-attention.
+    `layer_index` is the block's place in its stack, which names its entries in a `KVCache`.
     """
 
-    def __init__(self, config: ModelConfig, cross_attention: bool = False) -> None:
+    def __init__(self, config: ModelConfig, cross_attention: bool = False, layer_index: int = 0) -> None:
         super().__init__()
-        self.self_attention = _attention(config)
+        self.self_attention = _attention(config, layer_index=layer_index)
         self.self_attention_residual = _Residual(config)
-        self.cross_attention = _attention(config, cross=True) if cross_attention else None
+        self.cross_attention = _attention(config, cross=True, layer_index=layer_index) if cross_attention else None
         self.cross_attention_residual = _Residual(config) if cross_attention else None
         self.feedforward = _feedforward(config)
         self.feedforward_residual = _Residual(config)
 
     def forward(
         self, x: Tensor, *, mask: Tensor | None = None, memory: Tensor | None = None,
-        memory_mask: Tensor | None = None, cache: LayerKVCache | None = None,
-        cross_cache: LayerKVCache | None = None, return_weights: bool = False,
+        memory_mask: Tensor | None = None, cache: KVCache | None = None, positions: Tensor | None = None,
+        return_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Returns (x, self-attention weights or None, cross-attention weights or None)."""
+        """Returns (x, self-attention weights or None, cross-attention weights or None).
+
+        `cache` and `positions` (len,): the KV cache and the positions of the new tokens, see `MultiHeadAttention`.
+        """
         x, self_weights = self.self_attention_residual(
-            x, lambda h: self.self_attention(h, mask=mask, is_causal=True, cache=cache,
+            x, lambda h: self.self_attention(h, mask=mask, is_causal=True, cache=cache, positions=positions,
                                              return_weights=return_weights))
         cross_weights = None
         if self.cross_attention is not None and self.cross_attention_residual is not None:
             cross_attention = self.cross_attention
             x, cross_weights = self.cross_attention_residual(
-                x, lambda h: cross_attention(h, memory, mask=memory_mask, cache=cross_cache,
+                x, lambda h: cross_attention(h, memory, mask=memory_mask, cache=cache,
                                              return_weights=return_weights))
         x, _ = self.feedforward_residual(x, lambda h: (self.feedforward(h), None))
         return x, self_weights, cross_weights

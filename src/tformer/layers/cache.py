@@ -1,145 +1,156 @@
-"""KV cache: keys and values of past positions, kept so each decoding step only computes the new token."""
+"""KV cache: keys and values of past positions, kept so each decoding step only computes the new token.
+
+One contract for every cache (`KVCache`), called by every attention layer with its own layer index:
+
+* `update(layer, keys, values, positions) -> (keys, values, mask)`: the layer's new keys/values
+  (batch, heads, new, head_dim) of the tokens at `positions` (new,), the absolute positions of the new tokens in
+  the sequence (`cache_position` in transformers, `input_pos` in torchtune). The cache stores what it keeps and
+  returns what the layer attends to: keys and values (batch, heads, keys, head_dim) and a boolean mask
+  (1, 1, new, keys), True = this query may attend to this key, which encodes causality and which slots hold a
+  token. The caller's token padding (a (batch, 1, 1, keys) mask over the same keys) is combined with it by `&`.
+* `cross(layer, compute) -> (keys, values)`: cross-attention keys/values, computed once by `compute()` from the
+  encoder output, then reused at every step.
+* `reorder(rows)`: keep the rows named (beam search: each surviving beam takes its parent's cache); cross-attention
+  entries move along.
+* `length` (positions stored, a Python int, for callers that name no positions) and `key_length(new)` (how many
+  keys a layer attends to after `new` more tokens: the width of the model's 1/0 `attention_mask`).
+
+Behind it: `DynamicKVCache` (grows by concatenation; keys are positions 0..length-1) and `StaticKVCache`
+(pre-allocated (batch, heads, max_length, head_dim) buffers written in place at `positions`: fixed shapes and no
+host sync per step, which is what torch.compile needs). Neither models nor layers know which one they hold.
+
+A new cache kind is a new subclass, nothing else changes:
+* a ring buffer for local attention (window W) writes position p at slot p % W, keeps the position each slot
+  holds (a (W,) tensor, -1 when empty) and returns its W slots with mask = (held >= 0) & (held <= p) &
+  (held > p - W); its `key_length` is W, and its `key_padding` gathers the token mask at the held positions;
+* a compressed cache (one slot per k tokens) stores the compressed keys of each finished group of k positions
+  and returns them with mask = (the group ended at or before p); `key_padding` marks a group that holds a token.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-
-class LayerKVCache:
-    """Keys and values of one attention layer, each (batch, heads, cached positions, head_dim).
-
-    Self-attention appends each step's keys/values; cross-attention sets the encoder's once and reuses them.
-    """
-
-    static = False  # a StaticLayerKVCache attends over fixed slots and brings its own causal mask
-
-    def __init__(self) -> None:
-        self.keys: Tensor | None = None
-        self.values: Tensor | None = None
-
-    @property
-    def filled(self) -> bool:
-        return self.keys is not None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.keys is None else self.keys.size(-2)
-
-    def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        if self.keys is None or self.values is None:
-            self.keys, self.values = keys, values
-        else:
-            self.keys = torch.cat([self.keys, keys], dim=-2)
-            self.values = torch.cat([self.values, values], dim=-2)
-        return self.keys, self.values
-
-    def set(self, keys: Tensor, values: Tensor) -> None:
-        self.keys, self.values = keys, values
-
-    def reorder(self, batch_index: Tensor) -> None:
-        if self.keys is not None and self.values is not None:
-            self.keys = self.keys.index_select(0, batch_index)
-            self.values = self.values.index_select(0, batch_index)
+KeysValues = tuple[Tensor, Tensor]
 
 
 class KVCache:
-    """The cache of a whole model: one `LayerKVCache` per self-attention layer, and per cross-attention layer.
+    """The cache contract (see the module docstring), and the cross-attention keys every kind keeps alike.
 
-    `length` is the number of positions already processed, so new positions start there.
+    Per decoder layer: self-attention keys/values as the subclass stores them; cross-attention keys/values
+    (batch, heads, source length, head_dim), set once and reused.
     """
 
-    static = False
-
-    def __init__(self, n_layers: int, cross_attention: bool = False) -> None:
-        self.self_attention = [LayerKVCache() for _ in range(n_layers)]
-        self.cross_attention = [LayerKVCache() for _ in range(n_layers)] if cross_attention else None
+    def __init__(self, n_layers: int) -> None:
+        self.n_layers = n_layers
+        self.cross_keys_values: list[KeysValues | None] = [None] * n_layers
 
     @property
     def length(self) -> int:
-        return self.self_attention[0].length if self.self_attention else 0
+        """Positions stored so far: where the next tokens go when a caller names no positions."""
+        raise NotImplementedError
 
-    def reorder(self, batch_index: Tensor) -> None:
-        """Keep the rows named by `batch_index` (beam search: each surviving beam takes its parent's cache)."""
-        for layer in self.self_attention + (self.cross_attention or []):
-            layer.reorder(batch_index)
+    def key_length(self, new: int) -> int:
+        """How many keys each layer attends to once `new` more tokens are stored."""
+        raise NotImplementedError
+
+    def key_padding(self, attention_mask: Tensor) -> Tensor:
+        """A 1/0 token mask (batch, key_length) laid out over this cache's keys; the two caches here keep key i at
+        position i, so it is the mask itself."""
+        return attention_mask
+
+    def update(self, layer: int, keys: Tensor, values: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Store the new keys/values (batch, heads, new, head_dim) of the tokens at `positions` (new,); return the
+        keys and values the layer attends to and the (1, 1, new, keys) mask, True = may attend."""
+        raise NotImplementedError
+
+    def cross(self, layer: int, compute: Callable[[], KeysValues]) -> KeysValues:
+        """Cross-attention keys and values of `layer`: `compute()` on the first call, the stored ones after."""
+        stored = self.cross_keys_values[layer]
+        if stored is None:
+            stored = self.cross_keys_values[layer] = compute()
+        return stored
+
+    def reorder(self, rows: Tensor) -> None:
+        """Keep the rows named by `rows` (beam search: each surviving beam takes its parent's cache)."""
+        self.cross_keys_values = [_rows_of(kv, rows) for kv in self.cross_keys_values]
 
 
-class StaticLayerKVCache(LayerKVCache):
-    """Keys and values of one self-attention layer in pre-allocated buffers (batch, heads, max_length, head_dim).
+def _rows_of(keys_values: KeysValues | None, rows: Tensor) -> KeysValues | None:
+    return None if keys_values is None else (keys_values[0].index_select(0, rows), keys_values[1].index_select(0, rows))
 
-    `append` writes the new positions into the slots named by the owner's `slots` tensor (no new allocation, no
-    change of shape) and returns the whole buffers: attention runs over every slot, and the mask from
-    `StaticKVCache.attention_mask` hides the slots not written yet. Static shapes are what torch.compile needs.
+
+def visible_keys(key_positions: Tensor, positions: Tensor) -> Tensor:
+    """(1, 1, queries, keys) mask: the query at position p sees the keys at positions <= p."""
+    return (key_positions[None, :] <= positions[:, None])[None, None]
+
+
+class DynamicKVCache(KVCache):
+    """A cache that grows: per layer, keys and values (batch, heads, positions so far, head_dim), concatenated.
+
+    Key i is position i, so the new tokens continue the stored ones: `positions` must be length, length + 1, ...
     """
 
-    static = True
-
-    def __init__(self, owner: StaticKVCache, keys: Tensor, values: Tensor) -> None:
-        super().__init__()
-        self.owner = owner
-        self.keys, self.values = keys, values
+    def __init__(self, n_layers: int) -> None:
+        super().__init__(n_layers)
+        self.keys_values: list[KeysValues | None] = [None] * n_layers
 
     @property
     def length(self) -> int:
-        return self.owner.length
+        first = self.keys_values[0] if self.keys_values else None
+        return 0 if first is None else first[0].size(-2)
 
-    def append(self, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        slots = self.owner.slots
-        if slots is None:
-            raise RuntimeError("StaticKVCache.begin(slots) must name the slots before a layer appends to them")
-        assert self.keys is not None and self.values is not None
-        self.keys.index_copy_(2, slots, keys)
-        self.values.index_copy_(2, slots, values)
-        return self.keys, self.values
+    def key_length(self, new: int) -> int:
+        return self.length + new
 
-    def set(self, keys: Tensor, values: Tensor) -> None:
-        raise TypeError("a StaticKVCache holds self-attention only; cross-attention keys use a KVCache")
+    def update(self, layer: int, keys: Tensor, values: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        stored = self.keys_values[layer]
+        if stored is not None:
+            keys, values = torch.cat([stored[0], keys], dim=-2), torch.cat([stored[1], values], dim=-2)
+        self.keys_values[layer] = (keys, values)
+        return keys, values, visible_keys(torch.arange(keys.size(-2), device=keys.device), positions)
 
-    def reorder(self, batch_index: Tensor) -> None:
-        assert self.keys is not None and self.values is not None
-        self.keys.copy_(self.keys.index_select(0, batch_index))
-        self.values.copy_(self.values.index_select(0, batch_index))
+    def reorder(self, rows: Tensor) -> None:
+        super().reorder(rows)
+        self.keys_values = [_rows_of(kv, rows) for kv in self.keys_values]
 
 
 class StaticKVCache(KVCache):
-    """A self-attention KV cache of fixed size: per layer (batch, heads, max_length, head_dim) buffers, allocated once.
+    """A cache of fixed size: per layer (batch, heads, max_length, head_dim) key and value buffers, allocated once.
 
-    The fast path of decoder-only generation: a step writes its keys/values in place at tensor positions
-    (`begin(slots)`), so every decoding step has the same shapes and no Python-side length, and a compiled step
-    is compiled once. Attention reads all max_length slots through `attention_mask`, which lets query position p
-    see the written slots 0..p that are not padding.
+    `update` writes the new tokens at slots `positions` in place and returns the whole buffers, with the mask that
+    lets the query at position p see the slots <= p that have been written (`filled`, per layer (max_length,)).
+    Every step has the same shapes and reads nothing back from the device, so a compiled step is compiled once.
     """
-
-    static = True
 
     def __init__(self, n_layers: int, batch: int, n_heads: int, max_length: int, head_dim: int, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
-        shape = (batch, n_heads, max_length, head_dim)
-        self.self_attention = [StaticLayerKVCache(self, torch.zeros(shape, dtype=dtype, device=device),
-                                                  torch.zeros(shape, dtype=dtype, device=device))
-                               for _ in range(n_layers)]
-        self.cross_attention = None
+        super().__init__(n_layers)
+        shape = (n_layers, batch, n_heads, max_length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.filled = torch.zeros(n_layers, max_length, dtype=torch.bool, device=device)
+        self.slots = torch.arange(max_length, device=device)
         self.max_length = max_length
-        self.slots: Tensor | None = None  # the slots (new positions,) the current forward writes
-        self.written = 0  # positions written through eager calls that named no slots (Python-side bookkeeping)
 
     @property
     def length(self) -> int:
-        return self.written
+        return int(self.filled[0].sum())  # a host sync: only for callers that name no positions
 
-    def begin(self, slots: Tensor) -> None:
-        """Name the slots (new positions,) that the next forward writes, e.g. tensor([p]) for one decoding step."""
-        self.slots = slots
+    def key_length(self, new: int) -> int:
+        return self.max_length
 
-    def attention_mask(self, slots: Tensor, token_mask: Tensor | None) -> Tensor:
-        """(batch or 1, 1, queries, max_length) boolean mask: the query at slot p sees slots 0..p that are tokens.
+    def update(self, layer: int, keys: Tensor, values: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.keys[layer].index_copy_(2, positions, keys)
+        self.values[layer].index_copy_(2, positions, values)
+        filled = self.filled[layer]
+        filled.index_fill_(0, positions, True)
+        return self.keys[layer], self.values[layer], visible_keys(self.slots, positions) & filled
 
-        slots: (queries,) the positions being written; token_mask: (batch, max_length) 1 = token, 0 = padding, or
-        None when nothing is padding.
-        """
-        keys = torch.arange(self.max_length, device=slots.device)
-        mask = (keys[None, :] <= slots[:, None])[None, None]  # (1, 1, queries, max_length)
-        if token_mask is not None:
-            mask = mask & token_mask.bool()[:, None, None, :]
-        return mask
+    def reorder(self, rows: Tensor) -> None:
+        super().reorder(rows)
+        self.keys.copy_(self.keys.index_select(1, rows))
+        self.values.copy_(self.values.index_select(1, rows))

@@ -21,10 +21,18 @@ class TransformerModel(nn.Module):
         super().__init__()
         self.config = config
 
-    def init_weights(self) -> None:
-        """Normal(0, init_std) for projections and embeddings, zero biases, unit LayerNorms."""
+    def init_weights(self, order: list[nn.Module] | None = None) -> None:
+        """Normal(0, init_std) for projections and embeddings, zero biases, unit LayerNorms.
+
+        Drawn module by module in `order` (default: this model's own module order), each shared module once: a
+        family whose modules are nested differently can keep the draws, hence the weights a seed gives.
+        """
         std = self.config.init_std
-        for module in self.modules():
+        seen: set[int] = set()
+        for module in (m for part in (order or [self]) for m in part.modules()):
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=std)
                 if module.bias is not None:
@@ -40,34 +48,38 @@ class TransformerModel(nn.Module):
         """Trainable parameters, each shared tensor (tied embeddings) counted once."""
         return sum(p.numel() for p in self.parameters())
 
-    def _check_input_ids(self, input_ids: Tensor, past_length: int = 0, name: str = "input_ids", *,
-                         check_values: bool = True) -> None:
-        if input_ids.dim() != 2:
-            raise ValueError(f"{name} must have shape (batch, length), got {tuple(input_ids.shape)}")
-        if input_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"{name} must hold integer token ids, got dtype {input_ids.dtype}")
-        if check_values and input_ids.numel() and not torch.compiler.is_compiling():  # a host sync on GPU
-            low, high = torch.aminmax(input_ids)
-            if high >= self.config.vocab_size or low < 0:
-                bad = int(high) if high >= self.config.vocab_size else int(low)
-                raise ValueError(
-                    f"token id {bad} in {name} is outside the vocabulary [0, {self.config.vocab_size}); "
-                    "use the tokenizer that belongs to this model or enlarge vocab_size"
-                )
-        total = past_length + input_ids.size(1)
-        if total > self.config.max_positions:
-            raise ValueError(
-                f"sequence length {total} is longer than the position table (max_positions="
-                f"{self.config.max_positions}); truncate the input to {self.config.max_positions} tokens"
-            )
 
-    @staticmethod
-    def _check_mask(mask: Tensor | None, expected: tuple[int, int], name: str) -> None:
-        if mask is not None and tuple(mask.shape) != expected:
+def check_input_ids(input_ids: Tensor, vocab_size: int, max_positions: int, past_length: int = 0,
+                    name: str = "input_ids", *, check_values: bool = True) -> None:
+    """(batch, length) integer ids inside [0, vocab_size) (unless check_values=False: no host sync), and
+    past_length + length within the position table of max_positions."""
+    if input_ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, length), got {tuple(input_ids.shape)}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must hold integer token ids, got dtype {input_ids.dtype}")
+    if check_values and input_ids.numel() and not torch.compiler.is_compiling():  # a host sync on GPU
+        low, high = torch.aminmax(input_ids)
+        if high >= vocab_size or low < 0:
+            bad = int(high) if high >= vocab_size else int(low)
             raise ValueError(
-                f"{name} has shape {tuple(mask.shape)} but the input needs {expected} "
-                "(batch, all key positions, cached ones included); 1 marks a token, 0 padding"
+                f"token id {bad} in {name} is outside the vocabulary [0, {vocab_size}); "
+                "use the tokenizer that belongs to this model or enlarge vocab_size"
             )
+    total = past_length + input_ids.size(1)
+    if total > max_positions:
+        raise ValueError(
+            f"sequence length {total} is longer than the position table (max_positions="
+            f"{max_positions}); truncate the input to {max_positions} tokens"
+        )
+
+
+def check_mask(mask: Tensor | None, expected: tuple[int, int], name: str) -> None:
+    """A 1/0 token mask, when given, has the (batch, keys) shape the input needs."""
+    if mask is not None and tuple(mask.shape) != expected:
+        raise ValueError(
+            f"{name} has shape {tuple(mask.shape)} but the input needs {expected} "
+            "(batch, all key positions, cached ones included); 1 marks a token, 0 padding"
+        )
 
 
 def check_encoded_text(ids: list[int], config: ModelConfig, what: str, text: str) -> None:
@@ -92,12 +104,6 @@ def token_mask(attention_mask: Tensor | None) -> Tensor | None:
     if attention_mask is None or (not torch.compiler.is_compiling() and bool(attention_mask.all())):
         return None
     return padding_mask(attention_mask)
-
-
-def default_position_ids(input_ids: Tensor, past_length: int = 0) -> Tensor:
-    """(batch, length) positions past_length, past_length+1, ... for every row."""
-    positions = torch.arange(past_length, past_length + input_ids.size(1), device=input_ids.device)
-    return positions.unsqueeze(0).expand_as(input_ids)
 
 
 def scale_residual_projections(model: nn.Module, n_layers: int, std: float) -> None:

@@ -10,13 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from tformer.config import ModelConfig
-from tformer.layers.blocks import EncoderBlock, layer_norm
-from tformer.layers.embeddings import Embeddings
+from tformer.layers.blocks import layer_norm
 from tformer.layers.feedforward import ACTIVATION_FUNCTIONS
-from tformer.layers.positions import build_positions
 from tformer.losses import token_cross_entropy
-from tformer.models.base import TransformerModel, default_position_ids, token_mask
+from tformer.models.base import TransformerModel, check_mask
 from tformer.models.outputs import BertOutput
+from tformer.models.stacks import EncoderStack
 
 
 class Pooler(nn.Module):
@@ -52,7 +51,10 @@ class MaskedLMHead(nn.Module):
 
 
 class BERT(TransformerModel):
-    """Bidirectional encoder: input_ids (batch, length) -> states (batch, length, d_model) and head logits."""
+    """Bidirectional encoder: input_ids (batch, length) -> states (batch, length, d_model) and head logits.
+
+    An `EncoderStack` (`encoder`: embeddings with token types, blocks, final norm), the pooler and the heads.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         if config.family != "bert":
@@ -61,12 +63,7 @@ class BERT(TransformerModel):
             raise ValueError("pretraining_heads=True needs pooler=True: next-sentence prediction reads the pooler")
         super().__init__(config)
         token = nn.Embedding(config.vocab_size, config.d_model)
-        self.embeddings = Embeddings(token, build_positions(config), type_vocab_size=config.type_vocab_size,
-                                     scale=config.scale_embeddings,
-                                     norm=layer_norm(config) if config.embedding_norm else None,
-                                     dropout=config.dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(config) for _ in range(config.n_layers))
-        self.final_norm = layer_norm(config) if config.final_norm else None
+        self.encoder = EncoderStack(config, token, type_vocab_size=config.type_vocab_size)
         self.pooler = Pooler(config.d_model) if config.pooler else None
         self.mlm_head = MaskedLMHead(config, token) if config.pretraining_heads else None
         self.nsp_head = nn.Linear(config.d_model, 2) if config.pretraining_heads else None
@@ -83,29 +80,14 @@ class BERT(TransformerModel):
         labels (batch, length): the original ids at masked positions, -100 elsewhere; next_sentence_label
         (batch,): 0 = B follows A, 1 = B is random. Given either, `loss` is the sum of the given losses.
         """
-        self._check_input_ids(input_ids)
-        self._check_mask(attention_mask, tuple(input_ids.shape), "attention_mask")
-        self._check_mask(token_type_ids, tuple(input_ids.shape), "token_type_ids")
+        check_mask(token_type_ids, tuple(input_ids.shape), "token_type_ids")
         if token_type_ids is not None and token_type_ids.numel() and int(token_type_ids.max()) >= max(
                 self.config.type_vocab_size, 1):
             raise ValueError(f"token type id {int(token_type_ids.max())} is outside [0, "
                              f"{self.config.type_vocab_size}); BERT uses 0 for sentence A and 1 for B")
-        if position_ids is None:
-            position_ids = default_position_ids(input_ids)
-        mask = token_mask(attention_mask)
-
-        x = self.embeddings(input_ids, position_ids, token_type_ids)
-        hidden_states: list[Tensor] = [x]
-        attentions: list[Tensor] = []
-        for block in self.blocks:
-            x, weights = block(x, mask, return_weights=output_attentions)
-            hidden_states.append(x)
-            if weights is not None:
-                attentions.append(weights)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
-            hidden_states[-1] = x
-
+        encoded = self.encoder(input_ids, attention_mask, position_ids, token_type_ids,
+                               output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        x = encoded.last_hidden_state
         pooled = self.pooler(x) if self.pooler is not None else None
         logits = self.mlm_head(x) if self.mlm_head is not None else None
         nsp_logits = self.nsp_head(pooled) if self.nsp_head is not None and pooled is not None else None
@@ -121,6 +103,5 @@ class BERT(TransformerModel):
             loss = torch.stack(losses).sum()
         return BertOutput(
             last_hidden_state=x, pooled_output=pooled, logits=logits, nsp_logits=nsp_logits, loss=loss,
-            hidden_states=tuple(hidden_states) if output_hidden_states else None,
-            attentions=tuple(attentions) if output_attentions else None,
+            hidden_states=encoded.hidden_states, attentions=encoded.attentions,
         )

@@ -35,11 +35,23 @@ class BertOutput:
 
 @dataclass
 class EncoderOutput:
-    """Encoder-decoder's encoder pass: last_hidden_state (batch, source length, d_model)."""
+    """An encoder stack's pass (BERT's, the encoder-decoder's): last_hidden_state (batch, length, d_model), per-layer
+    states and attention weights on request."""
 
     last_hidden_state: Tensor
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class DecoderOutput:
+    """A decoder stack's pass: last_hidden_state (batch, length, d_model), per-layer states and attention weights
+    (self-attention; cross-attention for an encoder-decoder's decoder, else None)."""
+
+    last_hidden_state: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+    cross_attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass

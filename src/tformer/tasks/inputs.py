@@ -61,7 +61,7 @@ def resize_token_embeddings(model: TransformerModel, vocab_size: int) -> None:
         raise ValueError(f"resize_token_embeddings works on GPT and BERT models, not family={core.config.family!r}")
     if not isinstance(vocab_size, int) or vocab_size <= 0:
         raise ValueError(f"vocab_size={vocab_size!r} must be a positive integer")
-    token: nn.Embedding = core.embeddings.token
+    token: nn.Embedding = (core.decoder if isinstance(core, GPT) else core.encoder).embeddings.token
     std = core.config.init_std
     token.weight = nn.Parameter(_resized(token.weight.data, vocab_size, std))
     token.num_embeddings = vocab_size
