@@ -66,7 +66,11 @@ from torch import Tensor, nn
 
 import tformer
 from forward import CASES, Case, build_pair, check_parity, cpu_model, log
-from tformer import accel
+
+try:
+    from tformer import accel
+except ImportError:  # a tree before tformer/accel/ (benchmarks/compare_commits.py runs this script on old code)
+    accel = None
 from tformer.training.optim import build_optimizer
 from tformer.training.recipe import TrainOptions
 
@@ -231,7 +235,8 @@ def run(rows: list[Row], steps: int, warmup: int, repeats: int, device: torch.de
             log(f"{preset} (repeat {repeat + 1}/{repeats}): building the transformers model, saving it and "
                 "loading it into tformer")
             ours, reference = build_pair(case_for(preset))
-            accel.apply(ours)  # the CPU paths, as the Trainer applies them (TFORMER_ACCEL=0: plain nn.Linear)
+            if accel is not None:
+                accel.apply(ours)  # the CPU paths, as the Trainer applies them (TFORMER_ACCEL=0: plain nn.Linear)
             models = {"tformer": ours.to(device).train(), "transformers": reference.to(device).train()}
             initial = {lib: {k: v.clone() for k, v in model.state_dict().items()} for lib, model in models.items()}
             for row in rows:
