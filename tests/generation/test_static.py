@@ -11,6 +11,7 @@ from torch._dynamo.utils import counters
 
 import tformer
 from tests.generation.conftest import Pair
+from tformer import accel
 from tformer.accel import compiled_decode
 from tformer.accel.compiled_decode import CompiledSteps
 from tformer.generation import DecoderState
@@ -148,7 +149,8 @@ def test_compiled_step_gives_the_ids_and_logits_of_the_eager_step(pair: Pair) ->
                                   max_new_tokens=6, compile=True)
         slow = StaticDecoderState(pair.ours, inputs["input_ids"], inputs["attention_mask"], copies=1,
                                   max_new_tokens=6)
-        with torch.no_grad():
+        # The model as generate() runs it (accel applied for the call), so the step compiled there is the one reused.
+        with torch.no_grad(), accel.applied(pair.ours):
             for _ in range(6):
                 a, b = fast.next_logits(), slow.next_logits()
                 assert (a - b).abs().max() < 1e-4
