@@ -143,7 +143,7 @@ def test_bert_mlm_decoder_reaches_the_bf16_fallback(monkeypatch: pytest.MonkeyPa
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model.mlm_head(hidden)
         logits.float().square().mean().backward()
-        results.append((logits, model.mlm_head.bias.grad, model.embeddings.token.weight.grad))
+        results.append((logits, model.mlm_head.bias.grad, model.encoder.embeddings.token.weight.grad))
     assert "BF16FallbackLinear" in type(results[0][0].grad_fn).__name__
     assert "BF16FallbackLinear" not in type(results[1][0].grad_fn).__name__
     for mine, theirs in zip(results[0], results[1], strict=True):

@@ -45,7 +45,7 @@ def test_apply_swaps_every_linear_in_place_keeping_parameters_and_state_dict() -
     assert list(after) == list(before)
     assert all(after[n].data_ptr() == ptr and torch.equal(after[n], old) for n, (ptr, old) in before.items())
     assert all(a is b for a, b in zip(model.parameters(), parameters, strict=True))
-    assert model.mlm_head.decoder.weight is model.embeddings.token.weight  # still tied
+    assert model.mlm_head.decoder.weight is model.encoder.embeddings.token.weight  # still tied
 
 
 def test_apply_is_idempotent_and_enabled_false_turns_it_back() -> None:
