@@ -120,8 +120,8 @@ def test_a_previous_finetune_is_replaced_only_with_overwrite(folders, tmp_path, 
     capsys.readouterr()
     assert _finetune(folders, out, "--seed=7") == 2
     error = capsys.readouterr().err.strip()
-    assert error.endswith(f"--out {out} already holds a fine-tune (config.json, loss.png, metrics.json, "
-                          "metrics.jsonl); pick a new --out, or pass --overwrite to replace it")
+    assert "\n" not in error and f"--out {out} already holds a fine-tune (" in error and "metrics.json" in error
+    assert error.endswith("pick a new --out, continue it with --resume, or pass --overwrite to replace it")
     assert json.loads((out / "metrics.json").read_text()) == first
     assert _finetune(folders, out, "--seed=7", "--overwrite") == 0
     second = json.loads((out / "metrics.json").read_text())
@@ -211,7 +211,8 @@ def test_finetune_help_lists_every_option_the_readme_shows(capsys):
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_after_the_step_and_keeps_the_weights_so_far(folders, tmp_path, signal_number):
     """A real `tformer finetune` process: after its first progress line it gets SIGINT (Ctrl-C) or SIGTERM, finishes
-    the step, writes OUT/interrupted (a model folder that loads), prints one line and exits with 130."""
+    the step, writes a checkpoint in OUT/checkpoints (a model folder that loads), prints one line naming it and
+    exits with 130; OUT/ holds no final model or metrics.json."""
     out = tmp_path / "stopped"
     env = {**os.environ, "PYTHONPATH": str(Path(tformer.__file__).resolve().parents[1])}  # the tformer under test
     process = subprocess.Popen(
@@ -231,16 +232,16 @@ def test_a_signal_stops_after_the_step_and_keeps_the_weights_so_far(folders, tmp
         process.kill()
     err = "".join(lines) + rest
     last = err.strip().splitlines()[-1]
-    name = signal.Signals(signal_number).name
     assert process.returncode == 130 and "Traceback" not in err
-    assert last.startswith(f"tformer finetune: interrupted ({name}) at step ") and "of 800000:" in last
-    assert f"the weights so far are in {out / 'interrupted'} (a model folder, not scored)" in last
-    step = int(last.split(" at step ")[1].split()[0])
+    assert last.startswith("tformer finetune: interrupted at step ") and last.endswith("continue with --resume")
+    step = int(last.split(" at step ")[1].split(":")[0])
     assert step >= 1
-    model = tformer.from_pretrained(out / "interrupted")
-    assert model.config.task == "sequence-classification" and (out / "interrupted" / "tokenizer.json").is_file()
+    checkpoint = Path(last.split("checkpoint at ")[1].split(",")[0])
+    assert checkpoint.parent == out / "checkpoints" and checkpoint.name == f"step-{step:08d}"
+    model = tformer.from_pretrained(checkpoint)
+    assert model.config.task == "sequence-classification" and (checkpoint / "tokenizer.json").is_file()
     assert not (out / "config.json").exists() and not (out / "metrics.json").exists()
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob(".*.tmp")) and not list((out / "checkpoints").glob(".*"))
 
 
 def test_evaluate_shows_a_progress_bar_on_a_terminal(folders, finetuned, monkeypatch, capsys):
