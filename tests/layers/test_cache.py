@@ -236,7 +236,8 @@ def test_gpt_static_cache_matches_full_sequence_with_left_padding(preset: str, a
         full = model(ids, attention_mask=attention_mask, position_ids=position_ids).logits
         cache = model.new_static_cache(2, slots)
         config = model.config
-        assert cache.keys.shape == (config.n_layers, 2, config.n_heads, slots, config.d_model // config.n_heads)
+        assert len(cache.keys) == config.n_layers
+        assert cache.keys[0].shape == (2, config.n_heads, slots, config.d_model // config.n_heads)
         steps = [model(ids[:, :prompt], attention_mask=slot_mask, position_ids=position_ids[:, :prompt],
                        cache=cache, cache_position=torch.arange(prompt)).logits]
         for t in range(prompt, ids.size(1)):
@@ -292,9 +293,9 @@ def test_static_forward_writes_exactly_the_named_slots() -> None:
     cache = model.new_static_cache(2, 8)
     with torch.no_grad():
         model(_ids(2, 2, seed=1), cache=cache, cache_position=torch.tensor([2, 5]))
-    written = cache.keys.abs().sum(dim=(1, 2, 4)) > 0  # (layers, slots)
+    written = torch.stack(cache.keys).abs().sum(dim=(1, 2, 4)) > 0  # (layers, slots)
     assert written.tolist() == [[False, False, True, False, False, True, False, False]] * 2
-    assert cache.filled.tolist() == written.tolist()
+    assert torch.stack(cache.filled).tolist() == written.tolist()
 
 
 def test_static_cache_update_returns_its_buffers_and_the_step_mask() -> None:

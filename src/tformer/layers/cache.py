@@ -129,10 +129,12 @@ class StaticKVCache(KVCache):
     def __init__(self, n_layers: int, batch: int, n_heads: int, max_length: int, head_dim: int, *,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
         super().__init__(n_layers)
-        shape = (n_layers, batch, n_heads, max_length, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
-        self.filled = torch.zeros(n_layers, max_length, dtype=torch.bool, device=device)
+        shape = (batch, n_heads, max_length, head_dim)
+        # One tensor per layer, not one stacked (layers, ...) tensor: a compiled step writing into a view of one big
+        # buffer copies the whole buffer back at every layer (measured: gpt2 at batch 8, 83 -> 52 tokens/s).
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.filled = [torch.zeros(max_length, dtype=torch.bool, device=device) for _ in range(n_layers)]
         self.slots = torch.arange(max_length, device=device)
         self.max_length = max_length
 
@@ -152,5 +154,6 @@ class StaticKVCache(KVCache):
 
     def reorder(self, rows: Tensor) -> None:
         super().reorder(rows)
-        self.keys.copy_(self.keys.index_select(1, rows))
-        self.values.copy_(self.values.index_select(1, rows))
+        for keys, values in zip(self.keys, self.values, strict=True):
+            keys.copy_(keys.index_select(0, rows))
+            values.copy_(values.index_select(0, rows))
