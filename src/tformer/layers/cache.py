@@ -29,6 +29,7 @@ A new cache kind is a new subclass, nothing else changes:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -37,7 +38,7 @@ from torch import Tensor
 KeysValues = tuple[Tensor, Tensor]
 
 
-class KVCache:
+class KVCache(ABC):
     """The cache contract (see the module docstring), and the cross-attention keys every kind keeps alike.
 
     Per decoder layer: self-attention keys/values as the subclass stores them; cross-attention keys/values
@@ -49,23 +50,23 @@ class KVCache:
         self.cross_keys_values: list[KeysValues | None] = [None] * n_layers
 
     @property
+    @abstractmethod
     def length(self) -> int:
         """Positions stored so far: where the next tokens go when a caller names no positions."""
-        raise NotImplementedError
 
+    @abstractmethod
     def key_length(self, new: int) -> int:
         """How many keys each layer attends to once `new` more tokens are stored."""
-        raise NotImplementedError
 
     def key_padding(self, attention_mask: Tensor) -> Tensor:
         """A 1/0 token mask (batch, key_length) laid out over this cache's keys; the two caches here keep key i at
         position i, so it is the mask itself."""
         return attention_mask
 
+    @abstractmethod
     def update(self, layer: int, keys: Tensor, values: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Store the new keys/values (batch, heads, new, head_dim) of the tokens at `positions` (new,); return the
         keys and values the layer attends to and the (1, 1, new, keys) mask, True = may attend."""
-        raise NotImplementedError
 
     def cross(self, layer: int, compute: Callable[[], KeysValues]) -> KeysValues:
         """Cross-attention keys and values of `layer`: `compute()` on the first call, the stored ones after."""
