@@ -181,6 +181,39 @@ def test_dynamic_cache_appends_along_positions_and_masks_causally() -> None:
     assert mask.tolist() == [[[[True, True, True, True, False], [True] * 5]]]
 
 
+def test_dynamic_cache_grows_in_place_past_its_room_and_reorders_twice() -> None:
+    """Past GROWTH positions the buffer is regrown with its contents; two reorders in a row use both buffers."""
+    cache = DynamicKVCache(1)
+    room = DynamicKVCache.GROWTH
+    steps = [torch.randn(3, 2, 1, 4, generator=torch.Generator().manual_seed(t)) for t in range(room + 9)]
+    reference = torch.empty(3, 2, 0, 4)
+    orders = {5: torch.tensor([2, 0, 1]), 6: torch.tensor([1, 1, 0]), room + 3: torch.tensor([0, 2, 2])}
+    for t, step in enumerate(steps):
+        if t in orders:
+            cache.reorder(orders[t])
+            reference = reference[orders[t]]
+        keys, values, _ = cache.update(0, step, -step, torch.tensor([t]))
+        reference = torch.cat([reference, step], dim=-2)
+        assert torch.equal(keys, reference) and torch.equal(values, -reference)
+    assert cache.length == len(steps)
+
+
+def test_dynamic_cache_under_autograd_gives_the_gradients_of_the_whole_sequence() -> None:
+    """Decoding with grad enabled (in-place writes would break backward) gives the uncached gradients."""
+    model = _gpt("gpt2-tiny", "fused")
+    ids = _ids(2, 6, seed=9)
+    model(ids).logits.square().sum().backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    cache = model.new_cache()
+    logits = [model(ids[:, :3], cache=cache).logits]
+    cache.reorder(torch.tensor([0, 1]))
+    logits += [model(ids[:, t : t + 1], cache=cache).logits for t in range(3, 6)]
+    torch.cat(logits, dim=1).square().sum().backward()
+    for name, p in model.named_parameters():
+        assert _max_diff(p.grad, expected[name]) <= 1e-4, name
+
+
 @pytest.mark.parametrize("preset", ["gpt2-tiny", "gpt1-tiny"])
 def test_gpt_reorder_then_step_equals_swapped_batch(preset: str) -> None:
     model = _gpt(preset, "fused")

@@ -15,9 +15,10 @@ One contract for every cache (`KVCache`), called by every attention layer with i
 * `length` (positions stored, a Python int, for callers that name no positions) and `key_length(new)` (how many
   keys a layer attends to after `new` more tokens: the width of the model's 1/0 `attention_mask`).
 
-Behind it: `DynamicKVCache` (grows by concatenation; keys are positions 0..length-1) and `StaticKVCache`
-(pre-allocated (batch, heads, max_length, head_dim) buffers written in place at `positions`: fixed shapes and no
-host sync per step, which is what torch.compile needs). Neither models nor layers know which one they hold.
+Behind it: `DynamicKVCache` (grows in place in a buffer with room to spare; keys are positions 0..length-1) and
+`StaticKVCache` (pre-allocated (batch, heads, max_length, head_dim) buffers written in place at `positions`: fixed
+shapes and no host sync per step, which is what torch.compile needs).
+Neither models nor layers know which one they hold.
 
 A new cache kind is a new subclass, nothing else changes:
 * a ring buffer for local attention (window W) writes position p at slot p % W, keeps the position each slot
@@ -90,33 +91,75 @@ def visible_keys(key_positions: Tensor, positions: Tensor) -> Tensor:
 
 
 class DynamicKVCache(KVCache):
-    """A cache that grows: per layer, keys and values (batch, heads, positions so far, head_dim), concatenated.
+    """A cache that grows: per layer, keys and values (batch, heads, positions so far, head_dim).
 
     Key i is position i, so the new tokens continue the stored ones: `positions` must be length, length + 1, ...
+    The keys live in a buffer with room for up to GROWTH more positions, so a decoding step writes its token in
+    place instead of copying everything stored (`torch.cat`); `update` returns views of the filled part. Beam
+    search's `reorder` gathers the rows into a second buffer kept for it, so it allocates nothing either. Under
+    autograd it concatenates instead: an in-place write would change tensors the backward pass still needs.
     """
+
+    GROWTH = 64
 
     def __init__(self, n_layers: int) -> None:
         super().__init__(n_layers)
-        self.keys_values: list[KeysValues | None] = [None] * n_layers
+        self.buffers: list[KeysValues | None] = [None] * n_layers  # (batch, heads, capacity, head_dim) each
+        self.spares: list[KeysValues | None] = [None] * n_layers  # reorder's destination, swapped with buffers
+        self.lengths = [0] * n_layers
 
     @property
     def length(self) -> int:
-        first = self.keys_values[0] if self.keys_values else None
-        return 0 if first is None else first[0].size(-2)
+        return self.lengths[0] if self.lengths else 0
 
     def key_length(self, new: int) -> int:
         return self.length + new
 
     def update(self, layer: int, keys: Tensor, values: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        stored = self.keys_values[layer]
-        if stored is not None:
-            keys, values = torch.cat([stored[0], keys], dim=-2), torch.cat([stored[1], values], dim=-2)
-        self.keys_values[layer] = (keys, values)
-        return keys, values, visible_keys(torch.arange(keys.size(-2), device=keys.device), positions)
+        start, end = self.lengths[layer], self.lengths[layer] + keys.size(-2)
+        stored = self.buffers[layer]
+        visible = visible_keys(torch.arange(end, device=keys.device), positions)
+        if _differentiable(keys, values):
+            if stored is not None:
+                keys = torch.cat([stored[0][:, :, :start], keys], dim=-2)
+                values = torch.cat([stored[1][:, :, :start], values], dim=-2)
+            self.buffers[layer], self.lengths[layer] = (keys, values), end
+            return keys, values, visible
+        if stored is None or end > stored[0].size(-2):
+            stored = self.buffers[layer] = (_grown(stored, keys, start, end), _grown(stored, values, start, end, 1))
+        stored[0][:, :, start:end].copy_(keys)
+        stored[1][:, :, start:end].copy_(values)
+        self.lengths[layer] = end
+        return stored[0][:, :, :end], stored[1][:, :, :end], visible
 
     def reorder(self, rows: Tensor) -> None:
         super().reorder(rows)
-        self.keys_values = [_rows_of(kv, rows) for kv in self.keys_values]
+        for layer, stored in enumerate(self.buffers):
+            if stored is None or _differentiable(*stored):
+                self.buffers[layer] = _rows_of(stored, rows)
+                continue
+            spare = self.spares[layer]
+            if spare is None or spare[0].shape[1:] != stored[0].shape[1:] or spare[0].size(0) != rows.numel():
+                spare = (stored[0].new_empty((rows.numel(), *stored[0].shape[1:])),
+                         stored[1].new_empty((rows.numel(), *stored[1].shape[1:])))
+            filled = self.lengths[layer]  # only the filled positions move: the rest of the buffer is free room
+            torch.index_select(stored[0][:, :, :filled], 0, rows, out=spare[0][:, :, :filled])
+            torch.index_select(stored[1][:, :, :filled], 0, rows, out=spare[1][:, :, :filled])
+            self.buffers[layer], self.spares[layer] = spare, stored
+
+
+def _differentiable(keys: Tensor, values: Tensor) -> bool:
+    return torch.is_grad_enabled() and (keys.requires_grad or values.requires_grad)
+
+
+def _grown(stored: KeysValues | None, new: Tensor, start: int, end: int, which: int = 0) -> Tensor:
+    """A buffer with room for `end` positions and GROWTH more, holding the first `start` positions of `stored`."""
+    batch, heads, _, head_dim = new.shape
+    capacity = end + DynamicKVCache.GROWTH
+    buffer = new.new_empty((batch, heads, capacity, head_dim))
+    if stored is not None:
+        buffer[:, :, :start].copy_(stored[which][:, :, :start])
+    return buffer
 
 
 class StaticKVCache(KVCache):
