@@ -29,6 +29,12 @@ class _MatrixProducts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.fixture(autouse=True)
+def _few_rows_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a CPU whose F.linear is slow for few rows (AMD): the few-rows path is the one under test."""
+    monkeypatch.setattr(cpu_linear, "few_rows_slow", lambda: True)
+
+
 def _layer(bias: bool) -> nn.Linear:
     torch.manual_seed(0)
     return accel.apply(nn.Linear(48, 80, bias=bias), enabled=True)
@@ -60,6 +66,34 @@ def test_few_rows_at_inference_put_the_weight_on_the_left() -> None:
         layer(torch.randn(4, 48))
         layer(torch.randn(SMALL_ROWS_MAX + 1, 48))  # too many rows: F.linear's x @ W.T
     assert seen.shapes == [((80, 48), (48, 2)), ((80, 48), (48, 4)), ((SMALL_ROWS_MAX + 1, 48), (48, 80))]
+
+
+def test_few_rows_path_is_off_on_a_cpu_whose_f_linear_is_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_linear, "few_rows_slow", lambda: False)
+    layer = _layer(True)
+    with torch.no_grad(), _MatrixProducts() as seen:
+        layer(torch.randn(4, 48))
+    assert seen.shapes == [((4, 48), (48, 80))]
+
+
+@pytest.mark.parametrize(("vendor", "forced", "slow"), [("AuthenticAMD", "", True), ("GenuineIntel", "", False),
+                                                         ("GenuineIntel", "1", True), ("AuthenticAMD", "0", False)])
+def test_few_rows_slow_on_amd_unless_the_flag_decides(monkeypatch: pytest.MonkeyPatch, tmp_path, vendor: str,
+                                                     forced: str, slow: bool) -> None:
+    monkeypatch.undo()  # the real function, not the autouse stand-in
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nmodel name\t: x\n")
+    assert cpu_linear.cpu_vendor(cpuinfo) == vendor
+    assert cpu_linear.cpu_vendor(tmp_path / "absent") == ""
+    monkeypatch.setattr(cpu_linear, "cpu_vendor", lambda: vendor)
+    monkeypatch.setenv(cpu_linear.FEW_ROWS_FLAG, forced)
+    monkeypatch.setattr(cpu_linear, "_FEW_ROWS_SLOW", [])
+    assert cpu_linear.few_rows_slow() is slow
+    monkeypatch.setenv(cpu_linear.FEW_ROWS_FLAG, "maybe")
+    assert cpu_linear.few_rows_slow() is slow  # decided once per process
+    monkeypatch.setattr(cpu_linear, "_FEW_ROWS_SLOW", [])
+    with pytest.raises(ValueError, match="TFORMER_ACCEL_FEW_ROWS='maybe' is not a switch"):
+        cpu_linear.few_rows_slow()
 
 
 def test_few_rows_path_is_off_with_accel_off() -> None:

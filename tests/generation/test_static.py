@@ -102,13 +102,16 @@ def fresh_dynamo() -> Any:
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("accel_flag", ["1", "0"], ids=["accel", "accel-off"])
+@pytest.mark.parametrize(("accel_flag", "few_rows_slow"), [("1", True), ("1", False), ("0", True)],
+                         ids=["accel", "accel-cpu-without-slow-few-rows", "accel-off"])
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_compile_true_compiles_once_per_model_and_gives_the_eager_tokens(
-        pair: Pair, monkeypatch: pytest.MonkeyPatch, accel_flag: str) -> None:
-    """Two generate calls, one compilation (kept per model, not per call); the accel flag picks the backend. The
-    backend here is a counting stand-in that runs the traced graph eagerly (the real one: the slow test below)."""
+        pair: Pair, monkeypatch: pytest.MonkeyPatch, accel_flag: str, few_rows_slow: bool) -> None:
+    """Two generate calls, one compilation (kept per model, not per call); the accel flag and the CPU pick the
+    backend. The backend here is a counting stand-in that runs the traced graph eagerly (the real one: the slow
+    test below)."""
     monkeypatch.setenv("TFORMER_ACCEL", accel_flag)
+    monkeypatch.setattr(compiled_decode, "few_rows_slow", lambda: few_rows_slow)
     backends: list[str] = []
 
     def counting(name: str) -> Any:
@@ -127,7 +130,7 @@ def test_compile_true_compiles_once_per_model_and_gives_the_eager_tokens(
         compiled = _generate(pair, max_new_tokens=6, compile=True)
         assert torch.equal(compiled.sequences, eager.sequences)
         assert (compiled.scores - eager.scores).abs().max() < ATOL
-    assert backends == ["accel" if accel_flag == "1" else "inductor"]
+    assert backends == ["accel" if accel_flag == "1" and few_rows_slow else "inductor"]
     assert compiled_decode.compile_available()
 
 

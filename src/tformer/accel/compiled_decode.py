@@ -4,7 +4,8 @@ The static cache's one-token step (`generation/static.py`) has the same shapes a
 once and replayed. With accel on it goes through inductor with one change: a matrix product with a single row
 (batch-1 decoding, where every weight is read once per token and memory bandwidth is the limit) becomes a
 multiply-and-sum that inductor turns into a vectorised reduction over all cores, instead of a one-core BLAS
-matrix-vector product; with accel off it is plain inductor. Where torch.compile cannot run (no C++ compiler, an
+matrix-vector product, on CPUs where that product is slow (`cpu_linear.few_rows_slow`); with accel off, or on
+other CPUs, it is plain inductor. Where torch.compile cannot run (no C++ compiler, an
 unsupported platform), the step runs eagerly after a one-line warning, with the same results, and later steps
 stay eager without warning again. Measured gains: docs/benchmarks.md ("accel/: what each CPU path gains").
 """
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tformer.accel.cpu_linear import few_rows_slow
 from tformer.accel.transform import enabled
 
 MATVEC_MAX_ROWS = 1  # matrix products with at most this many rows become reductions in the compiled step
@@ -68,7 +70,7 @@ class CompiledSteps:
         """`step` through torch.compile for `model`: compiled on the first call, reused afterwards."""
         per_model = self._steps.setdefault(model, {})
         if (step, accel) not in per_model:
-            backend = inductor_backend if accel else "inductor"
+            backend = inductor_backend if accel and few_rows_slow() else "inductor"
             per_model[step, accel] = torch.compile(step, backend=backend, fullgraph=True, dynamic=False)
         return per_model[step, accel]
 

@@ -6,7 +6,9 @@
   takes MKL's threaded matrix-matrix path. A single row is doubled, because one column would dispatch to the
   matrix-vector kernel again. Only where no gradient is recorded, on float32 CPU tensors with 2 to
   `SMALL_ROWS_MAX` rows (one row is doubled); inside torch.compile too, except a single row there, which the
-  compiled decoding step (`accel/compiled_decode.py`) turns into a reduction of its own.
+  compiled decoding step (`accel/compiled_decode.py`) turns into a reduction of its own. Only on CPUs where
+  `few_rows_slow()` holds: the trick was measured on AMD (Zen 3), where it wins, and on an Intel Xeon
+  (AVX512/AMX), where F.linear's own kernels are faster and the trick loses; elsewhere F.linear runs.
 * **bf16 training without bf16 instructions.** On a CPU without AVX512-BF16 / AMX oneDNN cannot multiply bf16
   and torch falls back to generic kernels whose speed depends on the layout; the input gradient grad @ W hits the
   slowest one. `linear()` then computes it as grad @ (W.T copied contiguous).T, the forward product's layout, at
@@ -19,6 +21,8 @@ and command: docs/benchmarks.md ("accel/: what each CPU path gains").
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +43,8 @@ class AcceleratedLinear(nn.Linear):
 def few_rows_apply(x: Tensor, weight: Tensor) -> bool:
     """True where (W @ x.T).T beats F.linear: float32 on a CPU, no gradient recorded, 1 to SMALL_ROWS_MAX rows."""
     if x.device.type != "cpu" or not x.dtype == weight.dtype == torch.float32 or x.size(-1) == 0:
+        return False
+    if not few_rows_slow():
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return False
@@ -68,6 +74,33 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                 return _BF16FallbackLinear.apply(x, weight, bias)
         return _BF16FallbackLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
+
+
+FEW_ROWS_FLAG = "TFORMER_ACCEL_FEW_ROWS"
+_FEW_ROWS_SLOW: list[bool] = []  # decided once, eagerly (`apply` asks first); a compiled graph reads it as a constant
+
+
+def few_rows_slow() -> bool:
+    """Whether F.linear is slow for a few rows on this CPU, so the few-rows products (here and in the compiled
+    step) are used: on AMD CPUs (MKL's kernels there; measured on Zen 3), not on others (measured on an Intel
+    Xeon with AVX512/AMX, where they lose). TFORMER_ACCEL_FEW_ROWS=1 or 0 decides instead; asked once."""
+    if not _FEW_ROWS_SLOW:
+        forced = os.environ.get(FEW_ROWS_FLAG, "").strip()
+        if forced not in ("", "0", "1"):
+            raise ValueError(f"{FEW_ROWS_FLAG}={forced!r} is not a switch; set it to 1 (on) or 0 (off), or unset it")
+        _FEW_ROWS_SLOW.append(forced == "1" if forced else cpu_vendor() == "AuthenticAMD")
+    return _FEW_ROWS_SLOW[0]
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; "" where it cannot be read."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("vendor_id"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
 
 
 @functools.cache

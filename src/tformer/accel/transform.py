@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from tformer.accel.cpu_linear import AcceleratedLinear, linear
+from tformer.accel.cpu_linear import AcceleratedLinear, few_rows_slow, linear
 from tformer.models.bert import MaskedLMHead
 
 ENV_FLAG = "TFORMER_ACCEL"
@@ -68,6 +68,8 @@ _PLAIN = {accelerated: plain for plain, accelerated in _ACCELERATED.items()}
 def _swap(model: nn.Module, on: bool) -> list[tuple[nn.Module, type[nn.Module]]]:
     """Give each module of `model` its accelerated (on) or plain class; (module, former class) of those changed."""
     table = _ACCELERATED if on else _PLAIN
+    if on:
+        few_rows_slow()  # decided here, eagerly: a compiled graph could not read /proc/cpuinfo
     changed = []
     for module in model.modules():
         new = table.get(type(module))
