@@ -75,6 +75,51 @@ def test_the_backward_direction_starts_at_the_last_real_token(cell: str) -> None
     torch.testing.assert_close(padded[0][:, 1], alone[0][:, 0], rtol=0, atol=1e-6)
 
 
+def test_logits_follow_the_paper_equations_step_by_step() -> None:
+    """Appendix A.2.2 by hand with the model's weights: s_0 = tanh(W_s <-h_1); e_j = v^T tanh(W_a s_{i-1} + U_a h_j);
+    c_i; t~_i = [U_o V_o C_o] [s_{i-1}; E y_{i-1}; c_i] + b; t_i = max over adjacent pairs; logits W_o t_i;
+    s_i = GRU([E y_{i-1}; c_i], s_{i-1})."""
+    model = _model("gru")
+    ids, mask = _sources()
+    decoder = torch.tensor([[1, 5, 7, 9], [1, 4, 4, 8]])
+    hidden = model.config.hidden_size
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask, decoder_input_ids=decoder).logits
+        h = model.encode(ids, mask).last_hidden_state
+        s = torch.tanh(h[:, 0, hidden:] @ model.init_state.weight.T + model.init_state.bias)
+        a = model.attention
+        for i in range(decoder.size(1)):
+            e = torch.tanh((s @ a.query_proj.weight.T)[:, None] + h @ a.key_proj.weight.T) @ a.score.weight[0]
+            alpha = e.masked_fill(mask == 0, float("-inf")).softmax(-1)
+            c = (alpha[:, :, None] * h).sum(1)
+            y = model.target_embeddings.weight[decoder[:, i]]
+            t_tilde = torch.cat([s, y, c], -1) @ model.deep_output.weight.T + model.deep_output.bias
+            t = torch.maximum(t_tilde[:, 0::2], t_tilde[:, 1::2])
+            torch.testing.assert_close(logits[:, i], t @ model.lm_head.weight.T, rtol=0, atol=1e-5)
+            s = model.decoder_cells[0](torch.cat([y, c], -1), s)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_source_of_only_padding_gives_finite_logits_and_gradients(cell: str) -> None:
+    model = _model(cell).train()
+    ids, mask = _sources()
+    mask[1] = 0
+    out = model(ids, attention_mask=mask, labels=torch.tensor([[5, 6, 2], [7, 2, -100]]), output_attentions=True)
+    assert torch.isfinite(out.logits).all()
+    assert torch.equal(out.cross_attentions[0][1], torch.zeros_like(out.cross_attentions[0][1]))
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_left_padded_decoder_inputs_are_refused_in_one_line() -> None:
+    ids, mask = _sources()
+    decoder = torch.tensor([[1, 5, 7], [0, 1, 4]])
+    with pytest.raises(ValueError, match=r"decoder_attention_mask has a 0 before a 1: the RNN decoder reads "
+                                         r"right-padded targets"):
+        _model("gru")(ids, attention_mask=mask, decoder_input_ids=decoder,
+                      decoder_attention_mask=torch.tensor([[1, 1, 1], [0, 1, 1]]))
+
+
 def test_left_padded_source_is_refused_in_one_line() -> None:
     ids, _ = _sources()
     mask = torch.ones_like(ids)

@@ -53,10 +53,8 @@ class AdditiveAttention(nn.Module):
             weights = torch.softmax(scores, dim=-1)
         else:
             mask = mask.bool()
-            # softmax over all -inf is NaN: a fully padded row takes the softmax over every position and is
-            # zeroed afterwards, as `attention_steps` does.
-            empty = ~mask.any(dim=-1, keepdim=True)
-            weights = torch.softmax(scores.masked_fill(~(mask | empty), float("-inf")), dim=-1)
-            weights = weights.masked_fill(~mask, 0.0)
+            # A fully padded row is a softmax over all -inf, NaN: the second masked_fill sets it to 0, and in the
+            # backward pass the first one stops the NaN before it reaches a score.
+            weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).masked_fill(~mask, 0.0)
         context = torch.bmm(weights[:, None, :], memory).squeeze(1)
         return context, weights
