@@ -24,7 +24,7 @@ Decoder: a GRU whose state s attends over the annotations at every step i (`init
 y_0 is `decoder_start_token_id`; training reads the labels shifted right (teacher forcing), as `EncoderDecoder`.
 
 Where this differs from the paper, and why:
-* The GRU is torch's (`nn.GRU`, `nn.GRUCell`: the cuDNN / oneDNN kernels): its candidate state applies the reset
+* The GRU is torch's (`nn.GRU`, `nn.GRUCell`: torch's fused recurrent kernels): its candidate state applies the reset
   gate after the recurrent product, tanh(W x + r * (U s + b)), where the paper has tanh(W x + U (r * s)); its
   update gate z keeps the old state, s_i = (1 - z) * s~ + z * s_{i-1}, where the paper's z takes the new one (the
   same functions, z relabelled 1 - z); and it has biases in every gate (the paper's equations leave the biases
