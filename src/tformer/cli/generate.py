@@ -55,16 +55,14 @@ def _read_text(text: str) -> str:
 
 
 def _generate_command(args: argparse.Namespace) -> None:
-    from tformer.generation.state import is_encoder_decoder
-
     _check_flags(args)
     model, tokenizer = _load(args, "generate")
     family = model.config.family
     if family == "bert":
         raise ValueError(f"{args.model} holds a bert model, an encoder that fills in masked tokens but does not "
                          "continue text; generate needs a gpt model")
-    if is_encoder_decoder(model):  # the encoder-decoder Transformer or RNNsearch
-        raise ValueError(f"{args.model} holds {_a_family(family)} model, which reads a source and writes a new "
+    if family == "encoder-decoder":
+        raise ValueError(f"{args.model} holds an encoder-decoder model, which reads a source and writes a new "
                          "text: use `tformer translate` for it")
     ids = encode_input(tokenizer, model, _read_text(args.prompt), "prompt")
     room = model.config.max_positions - len(ids) + 1  # the last new token is never read back
@@ -73,25 +71,19 @@ def _generate_command(args: argparse.Namespace) -> None:
 
 
 def _translate_command(args: argparse.Namespace) -> None:
-    from tformer.generation.state import is_encoder_decoder
     from tformer.interop.generation_config import source_separator
 
     _check_flags(args)
     model, tokenizer = _load(args, "translate")
     family, separator = model.config.family, source_separator(model)
-    if not is_encoder_decoder(model) and separator is None:
+    if family != "encoder-decoder" and separator is None:
         hint = "; use `tformer generate` for it" if family == "gpt" else ""
-        raise ValueError(f"{args.model} holds {_a_family(family)} model, but translate needs an encoder-decoder "
-                         f"(marian, transformer-*, rnnsearch-*) or a decoder-only seq2seq (T-D) model{hint}")
+        raise ValueError(f"{args.model} holds a {family} model, but translate needs an encoder-decoder "
+                         f"(marian, transformer-*) or a decoder-only seq2seq (T-D) model{hint}")
     ids = encode_input(tokenizer, model, _read_text(args.sentence), "sentence", separator)
     room = model.config.max_positions - (len(ids) - 1 if separator is not None else 0)
     max_new_tokens = _max_new_tokens(args, model, min(2 * len(ids) + 10, room))
     _decode_and_print(model, tokenizer, ids, args, max_new_tokens, prompt_len=len(ids) if separator else 1)
-
-
-def _a_family(family: str) -> str:
-    """"a gpt", "an encoder-decoder", "an rnn" (said as a letter)."""
-    return f"{'an' if family[:1] in tuple('aeiour') else 'a'} {family}"
 
 
 def _load(args: argparse.Namespace, command: str) -> tuple[TransformerModel, Tokenizer]:
@@ -248,8 +240,7 @@ def add_generation_commands(commands: Any) -> None:  # argparse's _SubParsersAct
                      "call compiles, about a minute for gpt2 on a CPU; worth it for long outputs)")
     gen.set_defaults(run=_generate_command)
 
-    tra = commands.add_parser("translate", help="translate a sentence with an encoder-decoder (Transformer or RNN) "
-                              "or T-D model folder")
+    tra = commands.add_parser("translate", help="translate a sentence with an encoder-decoder or T-D model folder")
     tra.add_argument("sentence", help="the source sentence; - reads it from standard input")
     _add_decoding_flags(tra, "default: twice the source's tokens + 10, at most the position table")
     tra.set_defaults(run=_translate_command)
