@@ -236,6 +236,39 @@ def test_translate_with_a_decoder_only_seq2seq_model(capsys: pytest.CaptureFixtu
                                     device=torch.device("cpu"), max_new_tokens=8)[0].strip()
 
 
+@pytest.fixture(scope="module")
+def rnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RNNsearch (rnnsearch-tiny) trained by the Trainer with the seq2seq objective on numbers: its final/ folder."""
+    from tformer.training import Trainer, load_recipe
+
+    out = tmp_path_factory.mktemp("rnn") / "run"
+    recipe = load_recipe({
+        "name": "rnn", "model": {"preset": "rnnsearch-tiny", "config": {"max_positions": 64}},
+        "data": {"corpus": "numbers", "train_pairs": 200, "valid_pairs": 8, "test_pairs": 8, "tokenizer": "char",
+                 "batch_size": 8, "max_length": 64},
+        "train": {"objective": "seq2seq", "max_steps": 30, "lr": 3e-3, "warmup_steps": 1, "threads": 1,
+                  "device": "cpu"},
+        "eval": {"every": 0, "batches": 1, "bleu": False},
+        "out": {"dir": str(out), "progress": "none", "tensorboard": False, "plot": False, "log_every": 10}}, [])
+    return Trainer(recipe).fit().model_dir
+
+
+def test_translate_with_an_rnn_model_folder(capsys: pytest.CaptureFixture[str], rnn_run: Path) -> None:
+    """The line printed is the library's greedy translation; --num-beams 3 prints its ranked 3-best list."""
+    assert json.loads((rnn_run / "config.json").read_text())["tformer_config"]["family"] == "rnn"
+    code, out, err = _run(capsys, "translate", "--model", rnn_run, "one hundred and five", "--max-new-tokens", "12")
+    assert code == 0 and err == ""
+    tok, expected = _library(rnn_run, "one hundred and five", max_new_tokens=12)
+    assert out == tok.decode(expected.sequences[0]) + "\n" and out.strip()
+    code, out, err = _run(capsys, "translate", "--model", rnn_run, "one hundred and five", "--num-beams", "3",
+                          "--num-return-sequences", "3", "--max-new-tokens", "12")
+    assert code == 0 and err == ""
+    matches = [N_BEST_LINE.match(line) for line in out.splitlines()]
+    assert len(matches) == 3 and all(matches), out
+    _, beams = _library(rnn_run, "one hundred and five", max_new_tokens=12, num_beams=3, num_return_sequences=3)
+    assert [m.group(2) for m in matches] == tok.decode_batch(beams.sequences)
+
+
 def test_translate_prints_the_translation(capsys: pytest.CaptureFixture[str], translator_dir: Path) -> None:
     """Each sentence's printed line is the library's greedy translation of that sentence, decoded; the trained
     model translates the four differently (its German), so a line of the wrong sentence would not match."""
@@ -287,7 +320,7 @@ def no_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, gpt_dir: Path) ->
     return folder
 
 
-ERRORS = {  # case: (command line, where {gpt}, {translator}, {bert}, {no_tokenizer} are model folders; named)
+ERRORS = {  # case: (command line, where {gpt}, {translator}, {bert}, {no_tokenizer}, {rnn} are model folders; named)
     "missing folder": (["generate", "--model", "{gpt}/nowhere", "hello"], r"model folder '.*nowhere' does not exist"),
     "empty prompt": (["generate", "--model", "{gpt}", "  \n "], r"the prompt is empty"),
     "long prompt": (["generate", "--model", "{gpt}", "the lazy dog " * 40],
@@ -299,6 +332,7 @@ ERRORS = {  # case: (command line, where {gpt}, {translator}, {bert}, {no_tokeni
     "generate with bert": (["generate", "--model", "{bert}", "one two"], r"holds a bert model"),
     "generate with a translator": (["generate", "--model", "{translator}", "one two"],
                                    r"holds an encoder-decoder model.*tformer translate"),
+    "generate with an rnn": (["generate", "--model", "{rnn}", "one two"], r"holds an rnn model.*tformer translate"),
     "empty sentence": (["translate", "--model", "{translator}", ""], r"the sentence is empty"),
     "no tokenizer": (["generate", "--model", "{no_tokenizer}", "the"], r"no-tokenizer\w*/tokenizer.json' is missing"),
     "bad sampling flag": (["generate", "--model", "{gpt}", "the", "--do-sample", "--top-p", "1.5"], r"top_p=1.5"),
@@ -319,9 +353,11 @@ ERRORS = {  # case: (command line, where {gpt}, {translator}, {bert}, {no_tokeni
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture[str], gpt_dir: Path,
                                                translator_dir: Path, bert_dir: Path, no_tokenizer_dir: Path,
-                                               case: str) -> None:
+                                               request: pytest.FixtureRequest, case: str) -> None:
     argv, named = ERRORS[case]
     folders = dict(gpt=gpt_dir, translator=translator_dir, bert=bert_dir, no_tokenizer=no_tokenizer_dir)
+    if "{rnn}" in argv:  # trained only for the case that reads it
+        folders["rnn"] = request.getfixturevalue("rnn_run")
     code, out, err = _run(capsys, *(arg.format(**folders) for arg in argv))
     assert code != 0
     assert out == ""  # nothing half-printed before the error

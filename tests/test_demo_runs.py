@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,30 @@ def test_the_default_folder_holding_another_run_is_not_replaced(tmp_path, monkey
     assert main(["demo", *SMALL]) == 2
     assert "out.dir=runs/demo already holds a run" in capsys.readouterr().err
     assert path.read_text() == "name: gpt-shakespeare-char\n"
+
+
+def test_demo_with_model_family_rnn_runs_rnnsearch_through_the_same_job(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--model.family=rnn", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tformer demo: RNNsearch (bidirectional GRU + additive attention, 2014) learns")
+    run = tmp_path / "runs" / "demo-rnn"
+    assert "name: rnn-demo-numbers" in (run / "recipe.yaml").read_text()
+    assert json.loads((run / "final" / "config.json").read_text())["tformer_config"]["family"] == "rnn"
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["steps"] == 2 and summary["test_pairs"] == 8 and len(summary["examples"]) == 3
+    assert all(len(example["n_best"]) == 4 for example in summary["examples"])  # the 4-best beam lists
+    assert "exact match" in out and "4-best beam search" in out
+    page = (run / "attention.html").read_text()
+    assert "cross-attention" in page and "encoder self-attention" not in page
+    assert Path(summary["pictures"]["attention_page"]).resolve() == (run / "attention.html").resolve()
+    assert not (tmp_path / "runs" / "demo").exists()  # the Transformer demo's folder is left alone
+
+
+def test_demo_with_a_family_it_has_no_demo_for_is_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--model.family=gpt", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err == ("tformer demo: error: --model.family=gpt has no demo; use --model.family=encoder-decoder or "
+                   "--model.family=rnn\n")
+    assert not (tmp_path / "runs").exists()

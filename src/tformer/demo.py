@@ -5,6 +5,9 @@ number (exact match and BLEU), prints three translations with their 4-best beam 
 a model folder, metrics.json and loss.png in the run folder, with two pictures of what the model attends to on
 the first example: alignment.png (cross-attention of the last layer, mean of its heads) and attention.html (the
 interactive page: encoder, decoder and cross-attention, every layer and head).
+
+`--model.family=rnn` runs the same job with RNNsearch (Bahdanau et al. 2014, the `rnn-demo-numbers` recipe: the
+same data, tokenizer and training time), in runs/demo-rnn by default; its pictures show its one cross-attention.
 """
 
 from __future__ import annotations
@@ -24,23 +27,27 @@ from tformer.training.trainer import Trainer
 from tformer.viz import capture_attention, plot_alignment, write_attention_page
 
 EXAMPLES = (259, 10_251, 756_661)  # all three from the held-out test split
-DEFAULT_OUT = "runs/demo"
+# --model.family -> (recipe, default run folder, what the first line calls the model)
+FAMILIES = {"encoder-decoder": ("demo-numbers", "runs/demo", "the Transformer (encoder-decoder)"),
+            "rnn": ("rnn-demo-numbers", "runs/demo-rnn", "RNNsearch (bidirectional GRU + additive attention, 2014)")}
+DEFAULT_OUT = FAMILIES["encoder-decoder"][1]
 
 
 def run_demo(out: str | Path | None = None, *, overrides: list[str] | None = None, resume: bool = False,
              overwrite: bool = False, examples: tuple[int, ...] = EXAMPLES, say: Any = print) -> dict[str, Any]:
     """Train, evaluate on the test split, print N-best examples; returns the metrics written to metrics.json.
 
-    Without `out` (and without --out.dir among the overrides) the demo runs in runs/demo and replaces its own
-    previous run there; a folder named explicitly that holds a run is refused unless `resume` continues it or
-    `overwrite` deletes it first.
+    Without `out` (and without --out.dir among the overrides) the demo runs in runs/demo (runs/demo-rnn with
+    --model.family=rnn) and replaces its own previous run there; a folder named explicitly that holds a run is
+    refused unless `resume` continues it or `overwrite` deletes it first.
     """
     began = time.perf_counter()
-    overrides = list(overrides or [])
+    family, overrides = demo_family(list(overrides or []))
+    name, default_out, model_name = FAMILIES[family]
     chosen = out is not None or any(o.startswith("--out.dir=") for o in overrides)
-    recipe = load_recipe("demo-numbers", [f"--out.dir={out if out is not None else DEFAULT_OUT}", *overrides])
+    recipe = load_recipe(name, [f"--out.dir={out if out is not None else default_out}", *overrides])
     replace = not chosen and not resume and _holds_a_demo_run(recipe.run_dir, recipe.name)
-    say("tformer demo: the Transformer (encoder-decoder) learns English -> German number phrases on this CPU.")
+    say(f"tformer demo: {model_name} learns English -> German number phrases on this CPU.")
     if replace:
         say(f"tformer demo: replacing the previous demo run in {recipe.run_dir} (tformer demo --out DIR keeps a run "
             f"elsewhere)")
@@ -49,6 +56,16 @@ def run_demo(out: str | Path | None = None, *, overrides: list[str] | None = Non
         return _train_and_show(trainer, examples, say, began)
     finally:
         trainer.close()
+
+
+def demo_family(overrides: list[str]) -> tuple[str, list[str]]:
+    """(the --model.family chosen, default encoder-decoder; the other overrides): the family picks the recipe."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("--model.family=")]
+    family = chosen[-1] if chosen else "encoder-decoder"
+    if family not in FAMILIES:
+        choices = " or ".join(f"--model.family={name}" for name in FAMILIES)
+        raise ValueError(f"--model.family={family} has no demo; use {choices}")
+    return family, [o for o in overrides if not o.startswith("--model.family=")]
 
 
 def _holds_a_demo_run(run_dir: Path, name: str) -> bool:

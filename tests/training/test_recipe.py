@@ -116,7 +116,7 @@ def test_values_that_were_silently_accepted_are_refused_in_one_line(override: st
     ("gpt-shakespeare-char", ["--model.config.n_heads=5"], "d_model=128 is not divisible by n_heads=5"),
     ("gpt-shakespeare-char", ["--model.preset=bert-base"], "train.objective=causal_lm trains a gpt model but "
                                                            "model.preset=bert-base is bert"),
-    ("transformer-multi30k", ["--model.preset=gpt2"], "train.objective=seq2seq trains a encoder-decoder model"),
+    ("transformer-multi30k", ["--model.preset=gpt2"], "train.objective=seq2seq trains an encoder-decoder or rnn model"),
     ("gpt-shakespeare-char", ["--data.block_size=128"], "data.block_size=128 is longer than the model's position "
                                                         "table (max_positions=64)"),
     ("bert-gutenberg-mlm-nsp", ["--data.text=[one.txt]"], "needs 2 or more files, got 'one.txt'"),

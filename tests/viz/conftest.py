@@ -49,6 +49,21 @@ def translator() -> tuple[tformer.TransformerModel, Tokenizer]:
 
 
 @pytest.fixture(scope="session")
+def rnn() -> tuple[tformer.TransformerModel, Tokenizer]:
+    """RNNsearch (rnnsearch-tiny) with the translator's word tokenizer: one cross-attention head, no self-attention."""
+    tok = Tokenizer.train(iter(ENGLISH + GERMAN), kind="word")
+    config = ModelConfig.preset("rnnsearch-tiny", vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                decoder_start_token_id=tok.bos_token_id, dropout=0.0)
+    return randomize(tformer.build_model(config), seed=3), tok
+
+
+@pytest.fixture(scope="session")
+def rnn_dir(tmp_path_factory: pytest.TempPathFactory, rnn: tuple) -> Path:
+    return _saved(tmp_path_factory.mktemp("rnn"), *rnn)
+
+
+@pytest.fixture(scope="session")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory, bert: tuple) -> Path:
     return _saved(tmp_path_factory.mktemp("bert"), *bert)
 

@@ -134,6 +134,39 @@ def test_encoder_decoder_without_a_target_reads_its_greedy_translation(translato
     _rows_sum_to_one(views[2].weights)
 
 
+def _rnn_alignment(model, tok, source: str, target: list[int]) -> np.ndarray:
+    """The RNN's own output_attentions for (source, decoder ids): (1 layer, 1 head, target, source)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.tensor([tok.encode(source)]), decoder_input_ids=torch.tensor([target]),
+                    output_attentions=True)
+    (cross,) = out.cross_attentions
+    return cross[0][None].numpy()
+
+
+def test_rnn_has_one_view_its_cross_attention_equal_to_its_output_attentions(rnn: tuple) -> None:
+    model, tok = rnn
+    views = capture_attention(model, tok, "one two three", target="eins zwei drei")
+    assert [v.name for v in views] == ["cross-attention"]  # no self-attention layers: no empty views
+    (cross,) = views
+    assert cross.query_tokens == ["[BOS]", "eins", "zwei", "drei", "[EOS]"]
+    assert cross.key_tokens == ["one", "two", "three"]
+    assert cross.weights.shape == (1, 1, 5, 3)
+    _rows_sum_to_one(cross.weights)
+    assert np.ptp(cross.weights, axis=-1).max() > 0.05  # not uniform rows
+    target = [tok.bos_token_id, *tok.encode("eins zwei drei", add_special_tokens=False), tok.eos_token_id]
+    np.testing.assert_array_equal(cross.weights, _rnn_alignment(model, tok, "one two three", target))
+
+
+def test_rnn_without_a_target_reads_its_greedy_translation(rnn: tuple) -> None:
+    model, tok = rnn
+    source = torch.tensor([tok.encode("four five six")])
+    greedy = tformer.generate(model, source, max_new_tokens=2 * source.shape[1] + 10)[0].tolist()
+    (cross,) = capture_attention(model, tok, "four five six")
+    assert cross.query_tokens == readable_tokens(tok, greedy)
+    np.testing.assert_array_equal(cross.weights, _rnn_alignment(model, tok, "four five six", greedy))
+
+
 def test_readable_tokens_keep_special_tokens_and_show_whitespace(gpt: tuple) -> None:
     _, tok = gpt
     ids = [tok.eos_token_id, *tok.encode("a\n cat")]
@@ -146,6 +179,7 @@ def test_readable_tokens_keep_special_tokens_and_show_whitespace(gpt: tuple) -> 
 @pytest.mark.parametrize("family, kwargs, message", [
     ("gpt", dict(pair="b"), "a sentence pair is for BERT models"),
     ("bert", dict(target="b"), "a target text is for encoder-decoder models"),
+    ("rnn", dict(pair="b"), "a sentence pair is for BERT models; this model is rnn"),
     ("gpt", dict(text="   "), "the text is empty"),
     ("gpt", dict(text="the cat sat " * 200), r"the text is \d+ tokens long but the model's position table holds"),
     ("translator", dict(text="one two three " * 100), r"the source is \d+ tokens long"),

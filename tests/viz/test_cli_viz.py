@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tformer.cli import main
@@ -63,6 +64,37 @@ def test_attention_html_page_has_every_view(capsys: pytest.CaptureFixture[str], 
     assert "encoder self-attention, decoder self-attention, cross-attention" in stdout
     page = out.read_text()
     assert page.lstrip().lower().startswith("<!doctype html") and "cross-attention" in page
+
+
+def test_alignment_png_of_an_rnn_is_its_one_head(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                 rnn_dir: Path) -> None:
+    out = tmp_path / "rnn.png"
+    code, stdout, err = _run(capsys, "viz", "attention", "--model", rnn_dir, "one two three", "--target",
+                             "eins zwei drei", "--out", out)  # its first (and only) view, the cross-attention
+    assert code == 0 and err == ""
+    assert stdout == f"wrote {out}: cross-attention alignment, layer 0, its one head\n"
+    assert _pixels(out) == tuple(round(inches * 100) for inches in heatmap_size(5, 3))
+
+
+def test_attention_html_page_of_an_rnn_shows_its_cross_attention(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                                 rnn: tuple, rnn_dir: Path) -> None:
+    import torch
+
+    from .test_page import page_data
+
+    out = tmp_path / "rnn.html"
+    code, stdout, err = _run(capsys, "viz", "attention", "--model", rnn_dir, "one two three", "--target",
+                             "eins zwei drei", "--out", out)
+    assert code == 0 and err == "" and stdout == f"wrote {out}: cross-attention (open it in a browser)\n"
+    (view,) = page_data(out.read_text())["views"]
+    assert view["name"] == "cross-attention" and view["keyTokens"] == ["one", "two", "three"]
+    model, tok = rnn
+    target = [tok.bos_token_id, *tok.encode("eins zwei drei", add_special_tokens=False), tok.eos_token_id]
+    with torch.no_grad():
+        own = model.eval()(torch.tensor([tok.encode("one two three")]), decoder_input_ids=torch.tensor([target]),
+                           output_attentions=True).cross_attentions[0]
+    assert own.shape == (1, 1, 5, 3)
+    np.testing.assert_allclose(np.array(view["weights"]), own[0][None].numpy(), rtol=1e-3)  # 4 digits on the page
 
 
 def test_positions_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -44,7 +44,8 @@ def _attention(args: argparse.Namespace) -> None:
 
         if view.name == "cross-attention" and args.head is None:
             path = plot_alignment(view, out, layer=args.layer)
-            print(f"wrote {path}: {view.name} alignment, layer {args.layer % _layers(view)}, mean over heads")
+            heads = "mean over heads" if view.weights.shape[1] > 1 else "its one head"
+            print(f"wrote {path}: {view.name} alignment, layer {args.layer % _layers(view)}, {heads}")
             return
         head = 0 if args.head is None else args.head
         path = plot_attention(view, args.layer, head, out)
@@ -110,7 +111,8 @@ def add_viz_commands(commands: Any) -> None:  # argparse's _SubParsersAction has
         "attention", help="attention weights of a model folder on a text: a heatmap (.png, .svg) or the page (.html)",
         description="Run the model on TEXT and draw its attention. FILE.png / FILE.svg: a heatmap of one layer "
                     "and head (tokens on both axes); for an encoder-decoder, --view cross without --head draws the "
-                    "translation's alignment (the layer's heads averaged). FILE.html: the interactive page with "
+                    "translation's alignment (the layer's heads averaged; an RNN's one view, its alignment, is the "
+                    "default). FILE.html: the interactive page with "
                     "every view, layer and head.")
     attention.add_argument("text", help="the text (the source, for an encoder-decoder; sentence A, for BERT)")
     attention.add_argument("--model", required=True, metavar="DIR", help="model folder with tokenizer.json")

@@ -61,10 +61,11 @@ def check_model_folder(recipe: Recipe) -> None:
         raise FileNotFoundError(f"{where}: no weights in {folder}; expected one of "
                                 f"{', '.join((*WEIGHT_FILES, *INDEX_FILES))}")
     family = _family_of(config_path)
-    wanted = objective_class(recipe.train.objective).family
-    if wanted is not None and family != wanted:
-        raise ValueError(f"train.objective={recipe.train.objective} trains a {wanted} model but {where} holds a "
-                         f"{family} model; pick a {wanted} model folder or another train.objective")
+    objective = objective_class(recipe.train.objective)
+    if objective.families and family not in objective.families:
+        wanted = objective.family_names()
+        raise ValueError(f"train.objective={recipe.train.objective} trains {wanted} model but {where} holds a "
+                         f"{family} model; pick {wanted} model folder or another train.objective")
 
 
 def _family_of(config_path: Path) -> str:

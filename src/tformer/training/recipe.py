@@ -123,8 +123,8 @@ class TrainOptions:
     """The optimisation: objective, steps, AdamW, schedule, precision, devices."""
 
     objective: str = _help(
-        "causal_lm (GPT), mlm or mlm_nsp (BERT), seq2seq (encoder-decoder), decoder_seq2seq (T-D: source [SEP] "
-        "target, loss on the target), task (fine-tuning on the `task` section's task)", "causal_lm")
+        "causal_lm (GPT), mlm or mlm_nsp (BERT), seq2seq (encoder-decoder or rnn), decoder_seq2seq (T-D: "
+        "source [SEP] target, loss on the target), task (fine-tuning on the `task` section's task)", "causal_lm")
     max_steps: int = _help("optimizer steps", 1000)
     grad_accum: int = _help("micro-steps per optimizer step (the loss is averaged over all their tokens)", 1)
     lr: float = _help("peak learning rate", 3e-4)

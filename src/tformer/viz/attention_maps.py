@@ -53,7 +53,8 @@ def plot_alignment(view: AttentionView, path: str | Path, *, layer: int = -1,
     image_path(path)
     weights = view_weights(view)
     layer = check_index(layer, weights.shape[0], "layer", view)
-    title = f"{view.name}: layer {layer}, mean of {weights.shape[1]} heads"
+    heads = weights.shape[1]
+    title = f"{view.name}: layer {layer}" + (f", mean of {heads} heads" if heads > 1 else "")  # RNNsearch: 1 head
     return _heatmap(weights[layer].mean(axis=0), view, title, path, figsize, dpi,
                     xlabel="source token (key)", ylabel="target token (query)")
 

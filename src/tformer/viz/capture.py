@@ -4,6 +4,7 @@ BERT reads [CLS] A [SEP] (B [SEP]): one "self-attention" view, and for a pair al
 B's answering: a sub-block of the same weights) and "B -> A". GPT: one causal "self-attention" view. The
 encoder-decoder reads `text` as the source and `target` (or its own greedy translation) in the decoder:
 "encoder self-attention", "decoder self-attention" and "cross-attention" (decoder tokens ask, source tokens answer).
+RNNsearch (family rnn) has no self-attention: its one view is "cross-attention", the alignment (1 layer, 1 head).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 from torch import Tensor
 
 from tformer.generation import generate
-from tformer.models import BERT, GPT, EncoderDecoder, TransformerModel
+from tformer.generation.state import is_encoder_decoder
+from tformer.models import BERT, GPT, TransformerModel
 from tformer.models.base import check_encoded_text
 from tformer.models.heads import TaskModel
 from tformer.tokenization import Tokenizer
@@ -31,7 +33,7 @@ def capture_attention(model: TransformerModel, tokenizer: Tokenizer, text: str, 
     backbone = model.backbone if isinstance(model, TaskModel) else model
     if pair is not None and not isinstance(backbone, BERT):
         raise ValueError(f"a sentence pair is for BERT models; this model is {backbone.config.family}")
-    if target is not None and not isinstance(backbone, EncoderDecoder):
+    if target is not None and not is_encoder_decoder(backbone):
         raise ValueError(f"a target text is for encoder-decoder models; this model is {backbone.config.family}")
     was_training = backbone.training
     backbone.eval()
@@ -44,11 +46,12 @@ def capture_attention(model: TransformerModel, tokenizer: Tokenizer, text: str, 
                 out = backbone(_ids(encoding.ids, backbone), output_attentions=True)
                 tokens = readable_tokens(tokenizer, encoding.ids)
                 return [AttentionView("self-attention", tokens, tokens, _stack(out.attentions))]
-            if isinstance(backbone, EncoderDecoder):
+            if is_encoder_decoder(backbone):  # EncoderDecoder, RNNSearch
                 return _encoder_decoder_views(backbone, tokenizer, text, target)
     finally:
         backbone.train(was_training)
-    raise ValueError(f"cannot capture attention of a {type(model).__name__}: expected a BERT, GPT or EncoderDecoder")
+    raise ValueError(f"cannot capture attention of a {type(model).__name__}: expected a BERT, GPT, EncoderDecoder "
+                     "or RNNSearch")
 
 
 def encode_checked(tokenizer: Tokenizer, model: TransformerModel, text: str, what: str,
@@ -122,7 +125,7 @@ def _bert_views(model: BERT, tokenizer: Tokenizer, text: str, pair: str | None) 
     return views
 
 
-def _encoder_decoder_views(model: EncoderDecoder, tokenizer: Tokenizer, text: str,
+def _encoder_decoder_views(model: TransformerModel, tokenizer: Tokenizer, text: str,
                            target: str | None) -> list[AttentionView]:
     source = encode_checked(tokenizer, model, text, "source").ids
     config = model.config
@@ -142,8 +145,8 @@ def _encoder_decoder_views(model: EncoderDecoder, tokenizer: Tokenizer, text: st
                              f"position table holds {config.max_positions}: shorten it")
     out = model(_ids(source, model), decoder_input_ids=_ids(decoder, model), output_attentions=True)
     source_tokens, target_tokens = readable_tokens(tokenizer, source), readable_tokens(tokenizer, decoder)
-    return [
-        AttentionView("encoder self-attention", source_tokens, source_tokens, _stack(out.encoder_attentions)),
-        AttentionView("decoder self-attention", target_tokens, target_tokens, _stack(out.decoder_attentions)),
-        AttentionView("cross-attention", target_tokens, source_tokens, _stack(out.cross_attentions)),
-    ]
+    kinds = (("encoder self-attention", source_tokens, source_tokens, out.encoder_attentions),
+             ("decoder self-attention", target_tokens, target_tokens, out.decoder_attentions),
+             ("cross-attention", target_tokens, source_tokens, out.cross_attentions))
+    # an RNN has no self-attention layers: only the views the model returns weights for
+    return [AttentionView(name, queries, keys, _stack(weights)) for name, queries, keys, weights in kinds if weights]

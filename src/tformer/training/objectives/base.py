@@ -43,7 +43,7 @@ class Objective(ABC):
     """
 
     name: ClassVar[str]
-    family: ClassVar[str | None] = None  # the model family it trains (None: whatever the model folder holds)
+    families: ClassVar[tuple[str, ...]] = ()  # the model families it trains (empty: whatever the folder holds)
     length_field: ClassVar[str] = "max_length"  # the data option that bounds a row: max_length or block_size
     translates: ClassVar[bool] = False  # decodes sentences, so eval.bleu applies
     bpe_specials: ClassVar[int] = 5  # special tokens a trained byte-level BPE adds to its 256 bytes
@@ -76,14 +76,21 @@ class Objective(ABC):
     def check_model(cls, recipe: Recipe, config: ModelConfig, where: str | None = None) -> None:
         """The model is of the family this objective trains and its positions hold the longest row."""
         where = where or f"model.preset={recipe.model.preset}"
-        if cls.family is not None and config.family != cls.family:
-            raise OptionError(f"train.objective={cls.name} trains a {cls.family} model but {where} is "
-                              f"{config.family}; pick a {cls.family} preset (`tformer models`)")
+        if cls.families and config.family not in cls.families:
+            wanted = cls.family_names()
+            raise OptionError(f"train.objective={cls.name} trains {wanted} model but {where} is "
+                              f"{config.family}; pick {wanted} preset (`tformer models`)")
         longest = getattr(recipe.data, cls.length_field)
         if longest > config.max_positions:
             raise OptionError(f"data.{cls.length_field}={longest} is longer than the model's position table "
                               f"(max_positions={config.max_positions}); lower data.{cls.length_field} or raise "
                               "model.config.max_positions")
+
+    @classmethod
+    def family_names(cls) -> str:
+        """The families it trains, as the error lines name them: "a gpt", "an encoder-decoder or rnn"."""
+        names = " or ".join(cls.families)
+        return f"{'an' if names[:1] in tuple('aeiou') else 'a'} {names}"
 
     @classmethod
     def data_files(cls, recipe: Recipe) -> list[tuple[str, Path]]:

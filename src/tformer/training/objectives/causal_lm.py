@@ -18,7 +18,7 @@ class CausalLM(Objective):
     """Next-token prediction: batch `input_ids`, `labels` (batch, block_size), label t the token after position t."""
 
     name = "causal_lm"
-    family = "gpt"
+    families = ("gpt",)
     length_field = "block_size"
     bpe_specials = 1  # <|endoftext|>
 

@@ -14,7 +14,7 @@ class DecoderSeq2Seq(Translation):
     """Rows `input_ids` = source [SEP] target [EOS], `labels` aligned with the positions, -100 off the target."""
 
     name = "decoder_seq2seq"
-    family = "gpt"
+    families = ("gpt",)
     decoder_only = True
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], totals: dict[str, Tensor]) -> tuple[Tensor, dict]:

@@ -24,7 +24,7 @@ class MaskedLM(Objective):
     """Masked LM: `input_ids` with [MASK] / random / kept tokens, `labels` (-100 where not chosen), attention_mask."""
 
     name = "mlm"
-    family = "bert"
+    families = ("bert",)
     next_sentence = False
 
     @classmethod

@@ -1,4 +1,4 @@
-"""seq2seq (the encoder-decoder Transformer): teacher forcing, the decoder reads [start] + target[:-1]."""
+"""seq2seq (the encoder-decoder Transformer, or RNNsearch): teacher forcing, the decoder reads [start] + target[:-1]."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class Seq2Seq(Translation):
     """Source `input_ids`, `decoder_input_ids` (shifted target), `labels` = target (batch, length), label smoothing."""
 
     name = "seq2seq"
-    family = "encoder-decoder"
+    families = ("encoder-decoder", "rnn")  # the Transformer and RNNsearch (2014): one call signature
     decoder_only = False
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], totals: dict[str, Tensor]) -> tuple[Tensor, dict]:
