@@ -61,7 +61,7 @@ def test_the_package_still_exports_every_public_name() -> None:
 def test_models_says_that_all_shows_the_tiny_presets(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "tformer models --all" in last and "4 tiny test presets" in last
+    assert "tformer models --all" in last and "7 smaller presets" in last
     assert main(["models", "--all"]) == 0
     shown = capsys.readouterr().out
     assert "gpt2-tiny" in shown and "--all" not in shown

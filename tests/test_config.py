@@ -47,7 +47,8 @@ def test_build_model_returns_the_family_class(name: str) -> None:
     config = ModelConfig.preset(name)
     with torch.device("meta"):
         model = tformer.build_model(config)
-    expected = {"gpt": tformer.GPT, "bert": tformer.BERT, "encoder-decoder": tformer.EncoderDecoder}[config.family]
+    expected = {"gpt": tformer.GPT, "bert": tformer.BERT, "encoder-decoder": tformer.EncoderDecoder,
+                "rnn": tformer.RNNSearch}[config.family]
     assert type(model) is expected
 
 
@@ -70,7 +71,7 @@ def test_unknown_preset_names_it_and_the_choices() -> None:
         ({"vocab_size": -5}, r"vocab_size=-5 must be a positive integer"),
         ({"norm": "middle"}, r"norm='middle'"),
         ({"dropout": 1.5}, r"dropout=1.5 must be in \[0, 1\)"),
-        ({"family": "rnn"}, r"family='rnn'"),
+        ({"family": "lstm"}, r"family='lstm' is not one of: gpt, bert, encoder-decoder, rnn"),
         ({"positions": "rotary"}, r"positions='rotary'"),
         ({"pad_token_id": 50257}, r"pad_token_id=50257 is outside the vocabulary"),
         ({"d_model": 33, "n_heads": 3, "positions": "sinusoidal"}, r"d_model=33 must be even"),

@@ -18,13 +18,13 @@ _LAZY = {
     "generate": "tformer.generation",
     "from_pretrained": "tformer.interop.huggingface", "save_pretrained": "tformer.interop.huggingface",
     **{name: "tformer.models" for name in (
-        "BERT", "GPT", "EncoderDecoder", "MultipleChoice", "QuestionAnswering", "SequenceClassification",
-        "TokenClassification", "TransformerModel", "build_model", "with_task_head")},
+        "BERT", "GPT", "EncoderDecoder", "MultipleChoice", "QuestionAnswering", "RNNSearch",
+        "SequenceClassification", "TokenClassification", "TransformerModel", "build_model", "with_task_head")},
     "Tokenizer": "tformer.tokenization",
 }
 
 __all__ = [  # the names of _LAZY, written out for tools that read __all__
-    "BERT", "EncoderDecoder", "GPT", "ModelConfig", "MultipleChoice", "PRESETS", "QuestionAnswering",
+    "BERT", "EncoderDecoder", "GPT", "ModelConfig", "MultipleChoice", "PRESETS", "QuestionAnswering", "RNNSearch",
     "SequenceClassification", "TokenClassification", "Tokenizer", "TransformerModel", "build_model",
     "from_pretrained", "generate", "save_pretrained", "with_task_head",
 ]
@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         EncoderDecoder,
         MultipleChoice,
         QuestionAnswering,
+        RNNSearch,
         SequenceClassification,
         TokenClassification,
         TransformerModel,

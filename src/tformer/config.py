@@ -6,7 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-FAMILIES = ("gpt", "bert", "encoder-decoder")
+FAMILIES = ("gpt", "bert", "encoder-decoder", "rnn")
+CELLS = ("gru", "lstm")
+MAXOUT_PIECES = 2  # Bahdanau et al. 2014, Appendix A.2.2: each maxout unit is the max of two linear units
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 NORM_PLACEMENTS = ("post", "pre")
 POSITION_KINDS = ("learned", "sinusoidal")
@@ -18,9 +20,10 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 
 @dataclass
 class ModelConfig:
-    """Hyper-parameters of one Transformer: the family (GPT, BERT, encoder-decoder) and its shapes."""
+    """Hyper-parameters of one model: the family (GPT, BERT, encoder-decoder, the 2014 RNN) and its shapes."""
 
-    family: str = field(default="gpt", metadata={"help": "gpt (decoder-only), bert (encoder), encoder-decoder"})
+    family: str = field(default="gpt", metadata={
+        "help": "gpt (decoder-only), bert (encoder), encoder-decoder, rnn (RNNsearch, Bahdanau et al. 2014)"})
     vocab_size: int = field(default=50257, metadata={"help": "number of token ids"})
     d_model: int = field(default=768, metadata={"help": "width of every hidden state"})
     n_layers: int = field(default=12, metadata={"help": "blocks in the stack (the encoder's, for encoder-decoder)"})
@@ -75,8 +78,18 @@ class ModelConfig:
     extract_token_id: int | None = field(default=None, metadata={
         "help": "GPT task heads read the state at this token (GPT-1's extract token); None: the last real token"})
 
+    cell: str = field(default="gru", metadata={"help": "rnn: the recurrent cell, gru (the paper) or lstm"})
+    hidden_size: int = field(default=1000, metadata={
+        "help": "rnn: recurrent units of each encoder direction and of the decoder (paper: 1000)"})
+    alignment_size: int = field(default=1000, metadata={
+        "help": "rnn: hidden units of the additive attention v^T tanh(W s + U h) (paper: 1000)"})
+    maxout_size: int = field(default=500, metadata={
+        "help": "rnn: maxout units (2 pieces each) before the output projection (paper: 500); 0 = no maxout, "
+                "the output read from a linear layer of width d_model"})
+
     def __post_init__(self) -> None:
         _check_choice("family", self.family, FAMILIES)
+        self._check_rnn_fields()
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("norm", self.norm, NORM_PLACEMENTS)
         _check_choice("positions", self.positions, POSITION_KINDS)
@@ -89,7 +102,7 @@ class ModelConfig:
                 _check_positive(name, getattr(self, name))
         if self.type_vocab_size < 0:
             raise ValueError(f"type_vocab_size={self.type_vocab_size} must be 0 (no token types) or positive")
-        if self.d_model % self.n_heads:
+        if self.d_model % self.n_heads and self.family != "rnn":  # heads mean nothing to the RNN
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
                 f"pick n_heads among the divisors of d_model"
@@ -109,6 +122,18 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name}={value} is outside the vocabulary [0, {self.vocab_size})")
+
+    def _check_rnn_fields(self) -> None:
+        """The RNN's own fields; every family validates them, so a config never holds a value no model could read."""
+        _check_choice("cell", self.cell, CELLS)
+        for name in ("hidden_size", "alignment_size"):
+            _check_positive(name, getattr(self, name))
+        if isinstance(self.maxout_size, bool) or not isinstance(self.maxout_size, int) or self.maxout_size < 0:
+            raise ValueError(f"maxout_size={self.maxout_size!r} must be 0 (no maxout) or a positive integer")
+        if self.family == "rnn" and self.tie_word_embeddings and self.output_size != self.d_model:
+            raise ValueError(f"tie_word_embeddings=True reads the logits through the (vocab, d_model={self.d_model}) "
+                             f"target embeddings, but maxout_size={self.maxout_size} units feed them: set "
+                             f"maxout_size={self.d_model} (or 0), or tie_word_embeddings=False")
 
     def _check_task_fields(self) -> None:
         if self.task is not None:
@@ -138,6 +163,11 @@ class ModelConfig:
     def labels(self) -> dict[int, str]:
         """Class names by id: id2label, or LABEL_0, LABEL_1, ... as transformers names them."""
         return self.id2label if self.id2label is not None else {i: f"LABEL_{i}" for i in range(self.num_labels)}
+
+    @property
+    def output_size(self) -> int:
+        """rnn: the width of the output layer t_i that the vocabulary projection reads (maxout units, or d_model)."""
+        return self.maxout_size if self.maxout_size else self.d_model
 
     @property
     def ffn_dim(self) -> int:
@@ -206,6 +236,11 @@ _BERT = dict(
     final_norm=False, layer_norm_eps=1e-12, embedding_norm=True, type_vocab_size=2, pad_token_id=0,
 )
 _TINY = dict(d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=99, max_positions=64)
+# Bahdanau et al. 2014 (RNNsearch): a bidirectional GRU encoder and a GRU decoder (1 + 1 layers) with the additive
+# alignment model. n_heads=1: its cross-attention is one head. The RNN has no position table; max_positions only
+# bounds generation, as for the other families.
+_RNNSEARCH = dict(family="rnn", cell="gru", n_layers=1, n_decoder_layers=1, n_heads=1, max_positions=1024,
+                  pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, attention_dropout=0.0)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "transformer-base": {**_TRANSFORMER, "d_model": 512, "n_heads": 8, "d_ff": 2048, "dropout": 0.1,
@@ -223,7 +258,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpt1-tiny": {**_GPT1, **_TINY, "d_ff": None},  # GPT-1's feed-forward is always 4 * d_model
     "gpt2-tiny": {**_GPT2, **_TINY, "bos_token_id": 98, "eos_token_id": 98},
     "bert-tiny": {**_BERT, **_TINY},
+    # The paper's sizes: 620-dim embeddings, 1000 GRU units each way and in the decoder, a 1000-unit alignment
+    # model, 500 maxout units of 2 pieces, separate 30,000-word source and target vocabularies, no tying, no
+    # dropout, weights normal(0.01): 80,421,000 parameters (tests/models/test_rnn.py pins the count).
+    "rnnsearch": {**_RNNSEARCH, "vocab_size": 30000, "d_model": 620, "hidden_size": 1000, "alignment_size": 1000,
+                  "maxout_size": 500, "share_encoder_decoder_embeddings": False, "tie_word_embeddings": False,
+                  "dropout": 0.0, "init_std": 0.01},
+    # Matched in parameters to the demo Transformer (recipes/demo-numbers.yaml: 976,896 at its 400-token BPE):
+    # 980,000 at 400 tokens (+0.3 %), one shared and tied 128-wide embedding table.
+    "rnnsearch-demo": {**_RNNSEARCH, "vocab_size": 400, "d_model": 128, "hidden_size": 172, "alignment_size": 172,
+                       "maxout_size": 128, "max_positions": 64, "dropout": 0.0},
+    # Matched to recipes/transformer-multi30k.yaml (7,577,600 at 8,000 tokens, tied): 7,556,384 (-0.3 %).
+    "rnnsearch-multi30k": {**_RNNSEARCH, "vocab_size": 8000, "d_model": 256, "hidden_size": 440,
+                           "alignment_size": 440, "maxout_size": 256, "max_positions": 128, "dropout": 0.1},
+    "rnnsearch-tiny": {**_RNNSEARCH, "vocab_size": 99, "d_model": 16, "hidden_size": 24, "alignment_size": 20,
+                       "maxout_size": 16, "max_positions": 64, "dropout": 0.0},
 }
+
+# Presets of a paper's sizes where the paper states no parameter count (`tformer models` lists them with the others).
+UNCOUNTED_PAPER_PRESETS = ("rnnsearch",)
 
 # Parameter counts stated by the papers and model cards (see tests/test_config.py for the exact ones).
 PUBLISHED_PARAMETERS: dict[str, int] = {

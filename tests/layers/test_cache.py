@@ -11,7 +11,7 @@ from torch import nn
 
 from tformer.config import ModelConfig
 from tformer.layers.attention import padding_mask
-from tformer.layers.cache import DynamicKVCache, KVCache, StaticKVCache
+from tformer.layers.cache import DecoderCache, DynamicKVCache, KVCache, RecurrentCache, StaticKVCache
 from tformer.models.gpt import GPT
 from tformer.models.seq2seq import EncoderDecoder
 
@@ -346,3 +346,21 @@ def test_static_cache_update_returns_its_buffers_and_the_step_mask() -> None:
     assert mask.tolist() == [[[[False, True, False, False]]]]
     token_padding = padding_mask(torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
     assert (token_padding & mask).tolist() == [[[[False, True, False, False]]], [[[False, True, False, False]]]]
+
+
+@pytest.mark.parametrize("parts", [1, 2], ids=["gru", "lstm"])
+def test_recurrent_cache_reorder_moves_the_state_and_the_encoder_keys(parts: int) -> None:
+    """The RNN's cache: the state (layers, batch, hidden) and the cross entries (batch, ...) move by row."""
+    cache = RecurrentCache()
+    assert isinstance(cache, DecoderCache) and not isinstance(cache, KVCache) and cache.length == 0
+    state = tuple(torch.arange(2 * 3 * 4, dtype=torch.float).view(2, 3, 4) + 100 * n for n in range(parts))
+    keys, memory = torch.randn(3, 5, 6), torch.randn(3, 5, 8)
+    cache.cross(0, lambda: (keys, memory))
+    cache.write(state, new=2)
+    rows = torch.tensor([2, 2, 0])
+    cache.reorder(rows)
+    assert cache.length == 2
+    for stored, original in zip(cache.state, state, strict=True):
+        assert torch.equal(stored, original[:, rows])
+    moved_keys, moved_memory = cache.cross(0, lambda: pytest.fail("computed twice"))
+    assert torch.equal(moved_keys, keys[rows]) and torch.equal(moved_memory, memory[rows])

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the command functions import these when they run (`tformer 
     from tformer.tokenization import Tokenizer
 
 DEFAULT_NEW_TOKENS = 50
+SOURCE_READERS = ("encoder-decoder", "rnn")  # the families that encode a source and decode from a start token
 EARLY_STOPPING = {"true": True, "false": False, "never": "never"}
 
 
@@ -61,8 +62,8 @@ def _generate_command(args: argparse.Namespace) -> None:
     if family == "bert":
         raise ValueError(f"{args.model} holds a bert model, an encoder that fills in masked tokens but does not "
                          "continue text; generate needs a gpt model")
-    if family == "encoder-decoder":
-        raise ValueError(f"{args.model} holds an encoder-decoder model, which reads a source and writes a new "
+    if family in SOURCE_READERS:
+        raise ValueError(f"{args.model} holds an {family} model, which reads a source and writes a new "
                          "text: use `tformer translate` for it")
     ids = encode_input(tokenizer, model, _read_text(args.prompt), "prompt")
     room = model.config.max_positions - len(ids) + 1  # the last new token is never read back
@@ -76,10 +77,10 @@ def _translate_command(args: argparse.Namespace) -> None:
     _check_flags(args)
     model, tokenizer = _load(args, "translate")
     family, separator = model.config.family, source_separator(model)
-    if family != "encoder-decoder" and separator is None:
+    if family not in SOURCE_READERS and separator is None:
         hint = "; use `tformer generate` for it" if family == "gpt" else ""
         raise ValueError(f"{args.model} holds a {family} model, but translate needs an encoder-decoder "
-                         f"(marian, transformer-*) or a decoder-only seq2seq (T-D) model{hint}")
+                         f"(marian, transformer-*, rnnsearch-*) or a decoder-only seq2seq (T-D) model{hint}")
     ids = encode_input(tokenizer, model, _read_text(args.sentence), "sentence", separator)
     room = model.config.max_positions - (len(ids) - 1 if separator is not None else 0)
     max_new_tokens = _max_new_tokens(args, model, min(2 * len(ids) + 10, room))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tformer.config import PRESETS, PUBLISHED_PARAMETERS, ModelConfig
+from tformer.config import PRESETS, PUBLISHED_PARAMETERS, UNCOUNTED_PAPER_PRESETS, ModelConfig
 
 
 def count_parameters(config: ModelConfig) -> int:
@@ -18,18 +18,19 @@ def count_parameters(config: ModelConfig) -> int:
 
 
 def _models(args: argparse.Namespace) -> None:
-    names = list(PRESETS) if args.all else list(PUBLISHED_PARAMETERS)
-    print(f"{'preset':<18}{'family':<17}{'layers':>7}{'d_model':>9}{'heads':>7}{'parameters':>15}{'published':>12}")
+    names = list(PRESETS) if args.all else [*PUBLISHED_PARAMETERS, *UNCOUNTED_PAPER_PRESETS]
+    print(f"{'preset':<20}{'family':<17}{'layers':>7}{'d_model':>9}{'heads':>7}{'parameters':>15}{'published':>12}")
     for name in names:
         config = ModelConfig.preset(name)
-        layers = (f"{config.n_layers}+{config.decoder_layers}" if config.family == "encoder-decoder"
+        layers = (f"{config.n_layers}+{config.decoder_layers}" if config.family in ("encoder-decoder", "rnn")
                   else str(config.n_layers))
+        heads = "-" if config.family == "rnn" else str(config.n_heads)  # additive attention: one alignment model
         published = f"{PUBLISHED_PARAMETERS[name] / 1e6:.0f}M" if name in PUBLISHED_PARAMETERS else "-"
-        print(f"{name:<18}{config.family:<17}{layers:>7}{config.d_model:>9}{config.n_heads:>7}"
+        print(f"{name:<20}{config.family:<17}{layers:>7}{config.d_model:>9}{heads:>7}"
               f"{count_parameters(config):>15,}{published:>12}")
     if not args.all:
-        print(f"(the published sizes; tformer models --all also lists the {len(PRESETS) - len(names)} tiny test "
-              "presets)")
+        print(f"(the published sizes; tformer models --all also lists the {len(PRESETS) - len(names)} smaller "
+              "presets: tiny test models, and RNNs matched in size to a recipe's Transformer)")
 
 
 def add_models_command(commands: argparse._SubParsersAction) -> None:

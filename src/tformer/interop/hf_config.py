@@ -17,6 +17,9 @@ ACTIVATIONS_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "s
 # openai-gpt keeps its own table, in which "gelu" is the tanh form and the erf form is missing.
 GPT1_ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
 # The `transformers` class of each BERT task model; its head tensors are `classifier.*` or `qa_outputs.*`.
+# The RNN family has no Hugging Face model: its folders carry this tformer-native model_type, their tensors under
+# tformer's own names and the ModelConfig under "tformer_config" (which only tformer reads).
+RNN_MODEL_TYPE = "tformer-rnnsearch"
 BERT_TASK_ARCHITECTURES = {
     "sequence-classification": "BertForSequenceClassification", "multiple-choice": "BertForMultipleChoice",
     "token-classification": "BertForTokenClassification", "question-answering": "BertForQuestionAnswering",
@@ -102,7 +105,11 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, Tensor]) -> ModelConfig:
             init_std=hf.get("init_std", 0.02),
             decoder_start_token_id=_token_id(hf.get("decoder_start_token_id")), **_in_vocab(ids, hf["vocab_size"]),
         )
-    raise ValueError(f"model_type {model_type!r} is not supported; tformer reads gpt2, openai-gpt, bert, marian")
+    if model_type == RNN_MODEL_TYPE:
+        raise ValueError(f"a {RNN_MODEL_TYPE} config.json keeps its ModelConfig under \"tformer_config\", which is "
+                         "missing; save the model again with tformer.save_pretrained")
+    raise ValueError(f"model_type {model_type!r} is not supported; tformer reads gpt2, openai-gpt, bert, marian, "
+                     f"{RNN_MODEL_TYPE}")
 
 
 def _task_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +137,28 @@ def _in_vocab(ids: dict[str, int | None], vocab_size: int) -> dict[str, int | No
     return {k: (v if v is not None and 0 <= v < vocab_size else None) for k, v in ids.items()}
 
 
+def _rnn_config_json(config: ModelConfig) -> dict[str, Any]:
+    """A tformer-rnnsearch config.json: the sizes for people reading the file (no transformers class reads it),
+    the special ids, and the ModelConfig under "tformer_config", which tformer reads."""
+    return {"model_type": RNN_MODEL_TYPE, "pad_token_id": config.pad_token_id, "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_id, "tformer_config": config.to_dict(), "vocab_size": config.vocab_size,
+            "embedding_size": config.d_model, "cell": config.cell,
+            "hidden_size": config.hidden_size, "alignment_size": config.alignment_size,
+            "maxout_size": config.maxout_size, "encoder_layers": config.n_layers,
+            "decoder_layers": config.decoder_layers, "tie_word_embeddings": config.tie_word_embeddings,
+            "decoder_start_token_id": config.decoder_start_token_id, "is_encoder_decoder": True,
+            "architectures": ["RNNSearch"]}
+
+
 def config_to_hf(config: ModelConfig, model_type: str) -> tuple[dict[str, Any], list[str]]:
     """(config.json contents, reasons `transformers` would compute differently from tformer, if any)."""
+    if model_type == RNN_MODEL_TYPE:
+        return _rnn_config_json(config), []  # transformers has no RNN to compare with
+    return _transformer_config_json(config, model_type)
+
+
+def _transformer_config_json(config: ModelConfig, model_type: str) -> tuple[dict[str, Any], list[str]]:
+    """config_to_hf for the Hugging Face model types: gpt2, openai-gpt, bert, marian."""
     differences = []
     ids = {"pad_token_id": config.pad_token_id, "bos_token_id": config.bos_token_id,
            "eos_token_id": config.eos_token_id}

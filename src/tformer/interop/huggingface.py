@@ -1,4 +1,5 @@
-"""Hugging Face model folders in and out: GPT-2, GPT-1 (openai-gpt), BERT and Marian, and task models on them.
+"""Hugging Face model folders in and out: GPT-2, GPT-1 (openai-gpt), BERT and Marian, and task models on them; and
+the RNN family's folders, in the same format under a tformer-native model_type ("tformer-rnnsearch").
 
 A folder holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, or shards with an index).
 Loading maps every tensor to its tformer name (transposing GPT's Conv1D weights, joining BERT's and
@@ -23,7 +24,7 @@ from torch import Tensor
 from tformer.config import ModelConfig
 from tformer.interop.generation_config import FILE as GENERATION_CONFIG
 from tformer.interop.generation_config import attach_generation_config, generation_config_text
-from tformer.interop.hf_config import config_to_hf
+from tformer.interop.hf_config import RNN_MODEL_TYPE, config_to_hf
 from tformer.interop.model_folder import (
     apply_overrides,
     file_mode,
@@ -144,6 +145,22 @@ def _marian_rules(config: ModelConfig) -> dict[str, Rule]:
     return rules
 
 
+def _native_rules(config: ModelConfig) -> dict[str, Rule]:
+    """tformer's own layout (the RNN family): every tensor under its state-dict name, a shared or tied one written
+    once, under the name of the table it shares."""
+    with torch.device("meta"):  # the names only: no memory, no time
+        names = list(build_model(config).state_dict())
+    rules = {name: Rule((name,)) for name in names}
+    table = "source_embeddings.weight"
+    if config.share_encoder_decoder_embeddings:
+        rules["target_embeddings.weight"] = Rule(("target_embeddings.weight",), aliases=(table,), save=False)
+    else:
+        table = "target_embeddings.weight"
+    if config.tie_word_embeddings:
+        rules["lm_head.weight"] = Rule(("lm_head.weight",), aliases=(table,), save=False)
+    return rules
+
+
 def _task_head_rules(config: ModelConfig) -> dict[str, Rule]:
     """The task head: `classifier` (BertForSequenceClassification / ...MultipleChoice / ...TokenClassification)
     or `qa_outputs` (BertForQuestionAnswering), at the top level of the checkpoint, beside the backbone."""
@@ -158,6 +175,7 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "openai-gpt": ("transformer.", ("lm_head.", *TASK_HEAD_PREFIXES)),
     "bert": ("bert.", ("cls.", *TASK_HEAD_PREFIXES)),
     "marian": ("model.", ("lm_head.", "final_logits_bias")),
+    RNN_MODEL_TYPE: ("", ()),
 }
 
 
@@ -172,6 +190,8 @@ def checkpoint_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
         rules = _bert_rules(config)
     elif model_type == "marian":
         rules = _marian_rules(config)
+    elif model_type == RNN_MODEL_TYPE:
+        rules = _native_rules(config)
     else:
         raise ValueError(f"model_type {model_type!r} is not supported; tformer reads {', '.join(LAYOUTS)}")
     if config.task is None:
@@ -255,7 +275,7 @@ def _check_sinusoids(config: ModelConfig, state: dict[str, Tensor], used: set[st
 
 def from_pretrained(path: str | PathLike[str], **overrides: object) -> TransformerModel:
     """Load a Hugging Face (or tformer-saved) model folder: gpt2, openai-gpt, bert or marian, or a task model
-    on one (BertForSequenceClassification, ... or a tformer-saved GPT task model).
+    on one (BertForSequenceClassification, ... or a tformer-saved GPT task model), or a tformer-rnnsearch folder.
 
     `path` is a folder, or a Hugging Face Hub name ("bert-base-cased") found in (or downloaded into) the Hugging
     Face cache. `overrides` replace config fields that do not change the weights, e.g. attention="explicit" or
@@ -290,7 +310,9 @@ def from_pretrained(path: str | PathLike[str], **overrides: object) -> Transform
 
 
 def model_type_of(config: ModelConfig) -> str:
-    """The Hugging Face model type whose layout a config's weights are written in."""
+    """The Hugging Face model type whose layout a config's weights are written in (tformer's own for the RNN)."""
+    if config.family == "rnn":
+        return RNN_MODEL_TYPE
     if config.family == "gpt":
         return "gpt2" if config.norm == "pre" else "openai-gpt"
     return "bert" if config.family == "bert" else "marian"

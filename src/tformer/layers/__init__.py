@@ -1,5 +1,7 @@
-"""Building blocks: attention, positions, feed-forward, embeddings, encoder/decoder blocks, KV cache."""
+"""Building blocks: attention (scaled dot-product, additive), positions, feed-forward, embeddings, encoder/decoder
+blocks, the decoder caches."""
 
+from tformer.layers.additive_attention import AdditiveAttention
 from tformer.layers.attention import (
     AttentionSteps,
     MultiHeadAttention,
@@ -10,13 +12,14 @@ from tformer.layers.attention import (
     scaled_dot_product_attention,
 )
 from tformer.layers.blocks import DecoderBlock, EncoderBlock
-from tformer.layers.cache import DynamicKVCache, KVCache, StaticKVCache
+from tformer.layers.cache import DecoderCache, DynamicKVCache, KVCache, RecurrentCache, StaticKVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.feedforward import FeedForward
 from tformer.layers.positions import LearnedPositions, SinusoidalPositions, sinusoidal_table
 
 __all__ = [
-    "AttentionSteps", "DecoderBlock", "DynamicKVCache", "Embeddings", "EncoderBlock", "FeedForward", "KVCache",
+    "AdditiveAttention", "AttentionSteps", "DecoderBlock", "DecoderCache", "DynamicKVCache", "Embeddings",
+    "EncoderBlock", "FeedForward", "KVCache", "RecurrentCache",
     "LearnedPositions", "MultiHeadAttention", "SinusoidalPositions", "attention_steps", "causal_mask",
     "fused_attention", "padding_mask", "scaled_dot_product_attention", "sinusoidal_table", "StaticKVCache",
 ]

@@ -1,6 +1,15 @@
-"""KV cache: keys and values of past positions, kept so each decoding step only computes the new token.
+"""Decoder caches: what a decoding step keeps of the past, so each step only computes the new token.
 
-One contract for every cache (`KVCache`), called by every attention layer with its own layer index:
+Two levels of one contract. `DecoderCache`, what every cache answers and what generation calls:
+
+* `cross(layer, compute) -> (keys, values)`: keys/values derived from the encoder output, computed once by
+  `compute()`, then reused at every step (a Transformer's cross-attention keys and values; the RNN's projected
+  encoder states U h_j and the states h_j themselves).
+* `reorder(rows)`: keep the rows named (beam search: each surviving beam takes its parent's cache); the cross
+  entries move along.
+* `length`: decoder positions consumed so far (a Python int, for callers that name no positions).
+
+`KVCache(DecoderCache)`, the attention layers' cache, adds, called by every attention layer with its own index:
 
 * `update(layer, keys, values, positions) -> (keys, values, mask)`: the layer's new keys/values
   (batch, heads, new, head_dim) of the tokens at `positions` (new,), the absolute positions of the new tokens in
@@ -8,17 +17,15 @@ One contract for every cache (`KVCache`), called by every attention layer with i
   returns what the layer attends to: keys and values (batch, heads, keys, head_dim) and a boolean mask
   (1, 1, new, keys), True = this query may attend to this key, which encodes causality and which slots hold a
   token. The caller's token padding (a (batch, 1, 1, keys) mask over the same keys) is combined with it by `&`.
-* `cross(layer, compute) -> (keys, values)`: cross-attention keys/values, computed once by `compute()` from the
-  encoder output, then reused at every step.
-* `reorder(rows)`: keep the rows named (beam search: each surviving beam takes its parent's cache); cross-attention
-  entries move along.
-* `length` (positions stored, a Python int, for callers that name no positions) and `key_length(new)` (how many
-  keys a layer attends to after `new` more tokens: the width of the model's 1/0 `attention_mask`).
+* `key_length(new)` (how many keys a layer attends to after `new` more tokens: the width of the model's 1/0
+  `attention_mask`) and `key_padding(mask)`.
 
-Behind it: `DynamicKVCache` (grows in place in a buffer with room to spare; keys are positions 0..length-1) and
-`StaticKVCache` (pre-allocated (batch, heads, max_length, head_dim) buffers written in place at `positions`: fixed
-shapes and no host sync per step, which is what torch.compile needs).
-Neither models nor layers know which one they hold.
+Behind `KVCache`: `DynamicKVCache` (grows in place in a buffer with room to spare; keys are positions
+0..length-1) and `StaticKVCache` (pre-allocated (batch, heads, max_length, head_dim) buffers written in place at
+`positions`: fixed shapes and no host sync per step, which is what torch.compile needs).
+Neither models nor layers know which one they hold. Behind `DecoderCache` directly: `RecurrentCache`, the RNN
+decoder's state after the tokens it has read (a recurrent decoder keeps no keys of its own past: its state is
+all of it).
 
 A new cache kind is a new subclass, nothing else changes:
 * a ring buffer for local attention (window W) writes position p at slot p % W, keeps the position each slot
@@ -39,12 +46,9 @@ from torch import Tensor
 KeysValues = tuple[Tensor, Tensor]
 
 
-class KVCache(ABC):
-    """The cache contract (see the module docstring), and the cross-attention keys every kind keeps alike.
-
-    Per decoder layer: self-attention keys/values as the subclass stores them; cross-attention keys/values
-    (batch, heads, source length, head_dim), set once and reused.
-    """
+class DecoderCache(ABC):
+    """What every decoder cache answers (see the module docstring): the encoder-derived entries kept per layer
+    (`cross`), `reorder` for beam search, and `length`."""
 
     def __init__(self, n_layers: int) -> None:
         self.n_layers = n_layers
@@ -54,6 +58,26 @@ class KVCache(ABC):
     @abstractmethod
     def length(self) -> int:
         """Positions stored so far: where the next tokens go when a caller names no positions."""
+
+    def cross(self, layer: int, compute: Callable[[], KeysValues]) -> KeysValues:
+        """Cross-attention keys and values of `layer`: `compute()` on the first call, the stored ones after."""
+        stored = self.cross_keys_values[layer]
+        if stored is None:
+            stored = self.cross_keys_values[layer] = compute()
+        return stored
+
+    def reorder(self, rows: Tensor) -> None:
+        """Keep the rows named by `rows` (beam search: each surviving beam takes its parent's cache)."""
+        self.cross_keys_values = [_rows_of(kv, rows) for kv in self.cross_keys_values]
+
+
+class KVCache(DecoderCache):
+    """The attention layers' cache contract (see the module docstring), and the cross-attention keys every kind
+    keeps alike.
+
+    Per decoder layer: self-attention keys/values as the subclass stores them; cross-attention keys/values
+    (batch, heads, source length, head_dim), set once and reused.
+    """
 
     @abstractmethod
     def key_length(self, new: int) -> int:
@@ -69,16 +93,33 @@ class KVCache(ABC):
         """Store the new keys/values (batch, heads, new, head_dim) of the tokens at `positions` (new,); return the
         keys and values the layer attends to and the (1, 1, new, keys) mask, True = may attend."""
 
-    def cross(self, layer: int, compute: Callable[[], KeysValues]) -> KeysValues:
-        """Cross-attention keys and values of `layer`: `compute()` on the first call, the stored ones after."""
-        stored = self.cross_keys_values[layer]
-        if stored is None:
-            stored = self.cross_keys_values[layer] = compute()
-        return stored
+
+class RecurrentCache(DecoderCache):
+    """A recurrent decoder's cache: its state after the tokens read so far, and the encoder's attention keys.
+
+    `state`: the recurrent state as torch's GRU/LSTM lay it out, a tuple of (layers, batch, hidden) tensors (h for
+    a GRU; h and c for an LSTM), None before the first token. `cross(0, ...)`: the additive attention's projected
+    encoder states U h_j (batch, source, alignment) and the states h_j (batch, source, 2 * hidden), computed once.
+    `write(state, new)` stores the state after `new` more tokens; `reorder` moves the state's rows too.
+    """
+
+    def __init__(self, n_layers: int = 1) -> None:
+        super().__init__(n_layers)
+        self.state: tuple[Tensor, ...] | None = None
+        self.positions = 0
+
+    @property
+    def length(self) -> int:
+        return self.positions
+
+    def write(self, state: tuple[Tensor, ...], new: int) -> None:
+        """Keep `state`, the decoder's state after reading `new` more tokens."""
+        self.state, self.positions = state, self.positions + new
 
     def reorder(self, rows: Tensor) -> None:
-        """Keep the rows named by `rows` (beam search: each surviving beam takes its parent's cache)."""
-        self.cross_keys_values = [_rows_of(kv, rows) for kv in self.cross_keys_values]
+        super().reorder(rows)
+        if self.state is not None:
+            self.state = tuple(part.index_select(1, rows) for part in self.state)
 
 
 def _rows_of(keys_values: KeysValues | None, rows: Tensor) -> KeysValues | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from tformer.layers.cache import KVCache
+from tformer.layers.cache import DecoderCache, KVCache
 
 
 @dataclass
@@ -56,7 +56,8 @@ class DecoderOutput:
 
 @dataclass
 class Seq2SeqOutput:
-    """Encoder-decoder output: logits (batch, target length, vocab) and per-part states and attentions."""
+    """Encoder-decoder output (EncoderDecoder, RNNSearch): logits (batch, target length, vocab) and per-part states
+    and attentions."""
 
     logits: Tensor
     loss: Tensor | None = None
@@ -66,7 +67,7 @@ class Seq2SeqOutput:
     decoder_hidden_states: tuple[Tensor, ...] | None = None
     decoder_attentions: tuple[Tensor, ...] | None = None
     cross_attentions: tuple[Tensor, ...] | None = None
-    cache: KVCache | None = None
+    cache: DecoderCache | None = None  # a KVCache, or the RNN's RecurrentCache
 
 
 @dataclass

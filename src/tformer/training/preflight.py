@@ -17,7 +17,8 @@ from tformer.tokenization import Tokenizer
 from tformer.training.objectives import objective_class
 from tformer.training.recipe import Recipe, check_recipe
 
-FAMILY_OF_MODEL_TYPE = {"gpt2": "gpt", "openai-gpt": "gpt", "bert": "bert", "marian": "encoder-decoder"}
+FAMILY_OF_MODEL_TYPE = {"gpt2": "gpt", "openai-gpt": "gpt", "bert": "bert", "marian": "encoder-decoder",
+                        "tformer-rnnsearch": "rnn"}
 
 
 def check_before_data(recipe: Recipe) -> None:
