@@ -4,6 +4,7 @@ encoder-decoder Transformer of the demo recipe, built by `tformer.models.build_m
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -53,21 +54,36 @@ def count(config: ModelConfig) -> int:
     return sum(p.numel() for p in build_model(config).parameters())
 
 
-def rnn_config(size: str, vocab_size: int, dropout: float = 0.0) -> ModelConfig:
+def rnn_config(size: str, vocab_size: int, max_positions: int = 64, dropout: float = 0.0) -> ModelConfig:
     """The RNNsearch preset of `size` (rnnsearch-demo: matched to the demo Transformer; rnnsearch-tiny); "small":
-    rnnsearch-tiny with the small Transformer's embedding width and the hidden size that matches its count."""
-    config = ModelConfig.preset(SIZES[size][0], vocab_size=vocab_size, dropout=dropout, **SPECIAL_IDS)
+    rnnsearch-tiny with the small Transformer's embedding width and the hidden size that matches its count.
+    max_positions only bounds generation for the RNN (it has no position table)."""
+    config = ModelConfig.preset(SIZES[size][0], vocab_size=vocab_size, max_positions=max_positions, dropout=dropout,
+                                **SPECIAL_IDS)
     if size != "small":
         return config
+    width = SMALL_TRANSFORMER["d_model"]
+    return config.replace(d_model=width, maxout_size=width, **_small_rnn_sizes(vocab_size))
+
+
+@functools.lru_cache
+def _small_rnn_sizes(vocab_size: int) -> dict[str, int]:
+    """hidden_size = alignment_size (a multiple of 4) whose small RNNsearch comes closest to the small Transformer's
+    parameter count at this vocabulary."""
     target = count(transformer_config("small", vocab_size, 64))
-    candidates = [config.replace(d_model=SMALL_TRANSFORMER["d_model"], hidden_size=h, alignment_size=h)
-                  for h in range(8, 257, 4)]
-    return min(candidates, key=lambda c: abs(count(c) - target))
+    base = ModelConfig.preset(SIZES["small"][0], vocab_size=vocab_size, **SPECIAL_IDS)
+    width = SMALL_TRANSFORMER["d_model"]
+
+    def gap(h: int) -> int:
+        return abs(count(base.replace(d_model=width, maxout_size=width, hidden_size=h, alignment_size=h)) - target)
+
+    best = min(range(8, 257, 4), key=gap)
+    return {"hidden_size": best, "alignment_size": best}
 
 
 def config_for(family: str, size: str, vocab_size: int, max_positions: int, dropout: float = 0.0) -> ModelConfig:
     if family == "rnn":
-        return rnn_config(size, vocab_size, dropout)
+        return rnn_config(size, vocab_size, max_positions, dropout)
     return transformer_config(size, vocab_size, max_positions, dropout)
 
 
