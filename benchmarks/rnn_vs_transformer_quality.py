@@ -61,8 +61,7 @@ def recipe_mapping(family: str, plan: QualityPlan) -> tuple[dict, str]:
         mapping["model"] = {"preset": RNN_PRESETS[plan.dataset], "config": {"dropout": dropout}}
         source = f"recipe {base} with model.preset={RNN_PRESETS[plan.dataset]} (no {name} recipe in this tree)"
     if plan.tiny:
-        config = {"max_positions": 128} if family == "transformer" else {}
-        mapping["model"] = {"preset": TINY_PRESETS[family], "config": config}
+        mapping["model"] = {"preset": TINY_PRESETS[family], "config": {"max_positions": 128}}
         source += f", model {TINY_PRESETS[family]} (--quick)"
     return mapping, source
 
