@@ -150,11 +150,7 @@ def parameter_places(model: nn.Module) -> dict[str, dict]:
             for p in module.parameters():
                 owner.setdefault(id(p), place)
     places = {place: {"count": 0, "names": []} for place in PLACES}
-    seen: set[int] = set()
-    for name, p in model.named_parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
+    for name, p in model.named_parameters():  # a shared tensor is listed once, under its first name
         place = owner.get(id(p)) or _place_of_name(name)
         places[place]["count"] += p.numel()
         places[place]["names"].append(name)

@@ -36,10 +36,18 @@ def test_the_answer_stands_d_positions_before_the_end_and_nothing_else_marks_it(
     assert len(lengths) > 3  # the answer's absolute position moves: only its distance from the end is fixed
 
 
+class _AttentionDecoder(nn.Module):  # its name says attention, but the cell inside it is recurrence
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(2, 2)
+        self.query = nn.Linear(2, 2, bias=False)
+
+
 class _Toy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.embed = nn.Embedding(10, 4)
+        self.decoder = _AttentionDecoder()
         self.encoder = nn.GRU(4, 3, bidirectional=True)
         self.norm = nn.LayerNorm(6)
         self.bridge = nn.Linear(6, 3)
@@ -52,7 +60,9 @@ def test_parameter_places_count_every_tensor_once_by_module_type_then_name() -> 
     from tformer.models import build_model
 
     toy = parameter_places(_Toy())
-    assert toy["embeddings"]["count"] == 40 and toy["recurrence"]["count"] == 2 * (3 * 3 * (4 + 3) + 2 * 3 * 3)
+    gru = 2 * (3 * 3 * (4 + 3) + 2 * 3 * 3)
+    assert toy["embeddings"]["count"] == 40 and toy["recurrence"]["count"] == gru + 3 * 2 * (2 + 2) + 2 * 3 * 2
+    assert toy["attention"]["count"] == 4  # the container's own projection; its cell counted as recurrence
     assert toy["norms"]["count"] == 12 and toy["other"]["count"] == 21 and toy["output"]["count"] == 40
     model = build_model(ModelConfig.preset("transformer-tiny"))  # tied output: counted once, with the embeddings
     places = parameter_places(model)
