@@ -2,8 +2,9 @@
 
 A step is forward + loss (the model's own, labels given) + backward + AdamW step (tformer's build_optimizer) +
 zero_grad, on random tokens, source and target both `length` tokens long, batch = max(1, tokens // length) so
-every length trains on about the same number of target tokens. Dropout is 0 for both. The lengths alternate
-between the two models and a step is timed after `warmup` untimed ones; the median of `repeats` is kept.
+every length trains on about the same number of target tokens. Dropout is 0 for both. At each length the two
+models take their steps in turns (which goes first alternating), after `warmup` untimed steps each, so a slow
+phase of a shared machine hits both; the median of the `repeats` timed steps is kept, and every step is logged.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ class SpeedRow:
     tokens_per_s: float | None
     sequential_steps: int  # per recurrent layer: n (one per position); per attention layer: 1
     error: str = ""
+    steps: list[float] = field(default_factory=list)  # every timed step, seconds
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,40 +53,52 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, t
     return time.perf_counter() - start
 
 
-def time_steps(model: nn.Module, batch: dict[str, torch.Tensor], warmup: int, repeats: int) -> list[float]:
-    """Seconds of `repeats` timed training steps after `warmup` untimed ones."""
-    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-9)
-    for _ in range(warmup):
-        _step(model, optimizer, batch)
-    return [_step(model, optimizer, batch) for _ in range(repeats)]
-
-
-def measure_row(family: str, model: nn.Module, vocab_size: int, length: int, tokens: int, warmup: int,
-                repeats: int, say) -> SpeedRow:  # noqa: ANN001
+def measure_length(models: dict[str, nn.Module], vocab_size: int, length: int, tokens: int, warmup: int,
+                   repeats: int, say) -> list[SpeedRow]:  # noqa: ANN001
+    """Every model at one length: `warmup` untimed steps each, then `repeats` rounds of one timed step per model,
+    the model that goes first alternating, so a slow phase of a shared machine hits both."""
     batch_size = max(1, tokens // length)
-    sequential = length if family == "rnn" else 1
     batch = _batch(vocab_size, batch_size, length, torch.Generator().manual_seed(length))
-    try:
-        seconds = statistics.median(time_steps(model, batch, warmup, repeats))
-    except RuntimeError as error:  # out of memory at long lengths: reported, not fatal
-        say(f"  {family:<11} length {length:>5}: failed ({str(error).splitlines()[0][:120]})")
-        return SpeedRow(family, length, batch_size, None, None, sequential, str(error).splitlines()[0][:200])
-    finally:
-        gc.collect()
-    row = SpeedRow(family, length, batch_size, seconds, batch_size * length / seconds, sequential)
-    say(f"  {family:<11} length {length:>5} x batch {batch_size:>3}: {seconds:8.3f} s/step, "
-        f"{row.tokens_per_s:9.0f} target tokens/s")
+    optimizers = {f: build_optimizer(m, lr=1e-4, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-9)
+                  for f, m in models.items()}
+    seconds: dict[str, list[float]] = {f: [] for f in models}
+    errors: dict[str, str] = {}
+    order = list(models)
+    for step in range(warmup + repeats):
+        for family in order if step % 2 == 0 else order[::-1]:
+            if family in errors:
+                continue
+            try:
+                elapsed = _step(models[family], optimizers[family], batch)
+            except RuntimeError as error:  # out of memory at long lengths: reported, not fatal
+                errors[family] = str(error).splitlines()[0][:200]
+                continue
+            if step >= warmup:
+                seconds[family].append(elapsed)
+    del optimizers
+    gc.collect()
+    return [_row(f, length, batch_size, seconds[f], errors.get(f, ""), say) for f in models]
+
+
+def _row(family: str, length: int, batch_size: int, seconds: list[float], error: str, say) -> SpeedRow:  # noqa: ANN001
+    sequential = length if family == "rnn" else 1
+    if error or not seconds:
+        say(f"  {family:<11} length {length:>5}: failed ({error})")
+        return SpeedRow(family, length, batch_size, None, None, sequential, error or "no step ran")
+    median = statistics.median(seconds)
+    row = SpeedRow(family, length, batch_size, median, batch_size * length / median, sequential, steps=seconds)
+    say(f"  {family:<11} length {length:>5} x batch {batch_size:>3}: {median:8.3f} s/step (steps: "
+        f"{', '.join(f'{s:.3f}' for s in seconds)}), {row.tokens_per_s:9.0f} target tokens/s")
     return row
 
 
 def run_speed(families: list[str], size: str, vocab_size: int, lengths: list[int], transformer_only: list[int],
               tokens: int, warmup: int, repeats: int, say) -> list[SpeedRow]:  # noqa: ANN001
-    """Every family at every length (the Transformer also at `transformer_only`), alternating per length."""
+    """Every family at every length (the Transformer also at `transformer_only`), interleaved step by step."""
     longest = max([*lengths, *transformer_only])
     models = {family: build(family, size, vocab_size, max_positions=longest).train() for family in families}
     rows = []
-    for i, length in enumerate(sorted(set(lengths) | set(transformer_only))):
-        for family in families if i % 2 == 0 else families[::-1]:
-            if length in lengths or family == "transformer":
-                rows.append(measure_row(family, models[family], vocab_size, length, tokens, warmup, repeats, say))
+    for length in sorted(set(lengths) | set(transformer_only)):
+        here = {f: m for f, m in models.items() if length in lengths or f == "transformer"}
+        rows += measure_length(here, vocab_size, length, tokens, warmup, repeats, say)
     return rows

@@ -135,7 +135,13 @@ def test_quick_run_writes_every_table_and_figure(tmp_path: Path) -> None:
     for name in figures:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "results.md").read_text().strip() == text.strip()
-    lengths = {row["length"] for row in results["results"]["parallelism"] if row["family"] == "transformer"}
-    assert lengths == {32, 64, 128, 256}
+    rows = results["results"]["parallelism"]
+    assert {row["length"] for row in rows if row["family"] == "transformer"} == {32, 64, 128, 256}
+    assert all(len(row["steps"]) == 1 and row["seconds"] > 0 for row in rows)
+    with_rnn = any(row["family"] == "rnn" for row in rows)
+    if with_rnn:  # the RNN at the shared lengths only, n sequential steps per layer
+        assert {row["length"]: row["sequential_steps"] for row in rows if row["family"] == "rnn"} == {
+            32: 32, 64: 64, 128: 128}
+        assert "RNNsearch" in text.split("## Path length")[1]
     demo = results["results"]["demo"]["results"]["transformer"]
     assert demo["train_seconds"] <= 6.0 + 5 and {"greedy", "beam4"} <= set(demo["test"])
