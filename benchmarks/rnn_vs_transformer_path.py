@@ -20,6 +20,7 @@ does not grow; it does not measure attention's own reach, which both models have
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -93,7 +94,11 @@ def train_at(family: str, size: str, task: PathTask, training: PathTraining, d: 
 def train_and_score(family: str, size: str, task: PathTask, training: PathTraining, threads: int) -> dict:
     """Every d in turn (in this process, `threads` torch threads): accuracy, training seconds and loss per d."""
     torch.set_num_threads(threads)
-    per_d = {d: train_at(family, size, task, training, d) for d in task.distances}
+    per_d = {}
+    for d in task.distances:
+        per_d[d] = train_at(family, size, task, training, d)
+        print(f"  path {family:<11} d {d:>4}: accuracy {100 * per_d[d]['accuracy']:5.1f} %, final loss "
+              f"{per_d[d]['final_loss']:.3f}, {per_d[d]['train_seconds']:.0f} s", file=sys.stderr, flush=True)
     return {"family": family, "accuracy": {d: r["accuracy"] for d, r in per_d.items()},
             "train_seconds": sum(r["train_seconds"] for r in per_d.values()),
             "seconds_per_d": {d: r["train_seconds"] for d, r in per_d.items()},

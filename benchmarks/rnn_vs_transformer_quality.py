@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,9 @@ def train_for_budget(trainer: Trainer, plan: QualityPlan) -> tuple[list[dict], f
         if marks and sum(seconds) >= marks[0]:
             marks.pop(0)
             curve.append(curve_point(trainer, sum(seconds), pairs))
+            print(f"  {plan.dataset} {trainer.model.config.family:<15} step {trainer.step:>5} "
+                  f"({sum(seconds):.0f} s): exact match {curve[-1]['exact_match']:.2f} %, BLEU {curve[-1]['bleu']:.2f}",
+                  file=sys.stderr, flush=True)
     if not curve or curve[-1]["step"] != trainer.step:
         curve.append(curve_point(trainer, sum(seconds), pairs))
     return curve, sum(seconds)
