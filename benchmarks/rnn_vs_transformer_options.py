@@ -12,10 +12,10 @@ MARKER = ".written-by-rnn_vs_transformer"  # the out folder holds this benchmark
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "rnn_vs_transformer"
 # --quick: tiny models and sizes, about a minute on two cores (the test in tests/benchmarks/ runs it)
 QUICK = dict(size="tiny", lengths="32,64,128", transformer_lengths="256", tokens=256, repeats=1, warmup=1,
-             distances="4,16", path_steps=20, path_batch=8, path_eval=32, demo_budget=6.0, multi30k_budget=6.0,
+             distances="4,16", path_steps=20, path_tokens=128, path_eval=32, demo_budget=6.0, multi30k_budget=6.0,
              evals=2, eval_pairs=20, demo_test_pairs=20, multi30k_test_sentences=10, calibration=3)
 DEFAULTS = dict(size="demo", lengths="32,64,128,256,512,1024", transformer_lengths="2048", tokens=2048, repeats=3,
-                warmup=1, distances="4,8,16,32,64,128,256,512", path_steps=400, path_batch=16, path_eval=256,
+                warmup=1, distances="4,8,16,32,64,128,256,512", path_steps=500, path_tokens=2048, path_eval=256,
                 demo_budget=300.0, multi30k_budget=900.0, evals=6, eval_pairs=200, demo_test_pairs=2000,
                 multi30k_test_sentences=None, calibration=20)
 
@@ -57,7 +57,8 @@ def build_parser() -> OneLineParser:
             ("repeats", int, "parallelism: timed steps per point (median)"),
             ("warmup", int, "parallelism: untimed steps first"),
             ("distances", str, "path: the distances d"), ("path-steps", int, "path: training steps"),
-            ("path-batch", int, "path: rows per step"), ("path-eval", int, "path: test rows per d"),
+            ("path-tokens", int, "path: source tokens per step (rows = tokens // source length)"),
+            ("path-eval", int, "path: test rows per d"),
             ("demo-budget", float, "demo numbers: training seconds per model"),
             ("multi30k-budget", float, "Multi30k: training seconds per model"),
             ("evals", int, "quality: learning-curve points"), ("eval-pairs", int, "quality: validation pairs "
@@ -99,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.transformer_lengths = _ints(parser, "transformer-lengths", args.transformer_lengths, 2) \
         if args.transformer_lengths else []
     args.distances = _ints(parser, "distances", args.distances, 1)
-    for name in ("threads", "tokens", "repeats", "path_steps", "path_batch", "path_eval", "evals", "eval_pairs",
+    for name in ("threads", "tokens", "repeats", "path_steps", "path_tokens", "path_eval", "evals", "eval_pairs",
                  "demo_test_pairs", "multi30k_test_sentences", "calibration"):
         value = getattr(args, name)
         if value is not None and value < 1:

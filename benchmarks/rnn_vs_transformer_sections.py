@@ -105,11 +105,12 @@ def section_parallelism(run: Run) -> None:
 def section_path(run: Run) -> None:
     a = run.args
     task = PathTask(tuple(sorted(a.distances)))
-    training = PathTraining(steps=a.path_steps, batch=a.path_batch, eval_rows=a.path_eval)
+    training = PathTraining(steps=a.path_steps, tokens=a.path_tokens, eval_rows=a.path_eval)
     size = "tiny" if a.quick else "small"
     results = run.side_by_side({f: (train_and_score, f, size, task, training, 1) for f in run.families})
     run.results["path"] = {"results": results, "chance": 1 / task.content_tokens, "task": vars(task) | {
-        "vocab_size": task.vocab_size}, "training": vars(training)}
+        "vocab_size": task.vocab_size}, "training": vars(training),
+        "rows": {d: training.rows(task, d) for d in task.distances}}
     report.plot_path(results, 1 / task.content_tokens, run.out / "path_length.png", _note(run, "1 thread each"))
     run.figures.append("path_length.png")
 
@@ -183,8 +184,10 @@ def assemble(run: Run, total_s: float) -> str:
     if "path" in r:
         p = r["path"]
         lines += ["## Path length: reproduce the token d positions before the end of the source", "",
-                  f"A fresh model per d, {p['training']['steps']} steps of {p['training']['batch']} rows for both "
-                  f"(the same batches), {p['training']['eval_rows']} fresh test rows per d; "
+                  f"A fresh model per d, {p['training']['steps']} steps of about {p['training']['tokens']} source "
+                  f"tokens for both (the same batches; rows per step by d: "
+                  f"{', '.join(f'{d}: {n}' for d, n in p['rows'].items())}), lr {p['training']['lr']}, "
+                  f"{p['training']['eval_rows']} fresh test rows per d; "
                   f"{p['task']['content_tokens']} content tokens, source length d + [0, {p['task']['jitter']}] + 1.",
                   "", *report.path_table(p["results"], p["chance"]), "", "![path length](path_length.png)", ""]
     for dataset, metric in (("demo", "exact_match"), ("multi30k", "bleu")):
