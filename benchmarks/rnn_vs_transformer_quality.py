@@ -4,9 +4,9 @@ The recipes are tformer's: demo-numbers and transformer-multi30k for the Transfo
 rnn-multi30k for RNNsearch (where this tree lacks them: the Transformer's recipe with model.preset set to the
 rnnsearch preset of that size, so data, tokenizer, optimizer and schedule are the same). Each run gets one
 torch thread (the two run side by side, one per core). The budget is training seconds (the steps themselves,
-evaluation excluded): after `calibration` steps, and again at a quarter and at half of the budget, the median
-step time so far sets train.max_steps so the recipe's schedule (warmup, then its decay) ends at the budget;
-training stops at the budget or at that step count, whichever comes first.
+evaluation excluded): after `calibration` steps their median step time sets train.max_steps so the recipe's
+schedule (warmup, then its decay) ends at the budget; training stops at the budget or at that step count,
+whichever comes first (the first steps run slower, so a run can end a little before its budget).
 During training, greedy decoding of the first validation pairs gives the learning curve (exact match, BLEU);
 at the end the test pairs are decoded greedily and with beam 4, timed (decoding tokens/s).
 """
@@ -85,11 +85,11 @@ def timed_step(trainer: Trainer) -> float:
 
 
 def fit_schedule(trainer: Trainer, budget_s: float, seconds: list[float]) -> int:
-    """Set train.max_steps so the schedule ends at the budget: the steps taken, plus the seconds left over the
-    median step time so far (the first step, a warm-up, left out)."""
+    """Set train.max_steps so the schedule ends at the budget, from the median step time of the steps run so far
+    (the first step, a warm-up, left out)."""
     t = trainer.recipe.train
     per_step = statistics.median(seconds[1:] or seconds)
-    steps = max(trainer.step + 1, trainer.step + int((budget_s - sum(seconds)) / per_step))
+    steps = max(trainer.step + 1, int(budget_s / per_step))
     warmup = min(t.warmup_steps, steps // 4)
     t.max_steps, t.warmup_steps = steps, warmup
     trainer.scheduler = build_scheduler(trainer.optimizer, t.schedule, max_steps=steps, warmup_steps=warmup,
@@ -150,11 +150,9 @@ def train_for_budget(trainer: Trainer, plan: QualityPlan) -> tuple[list[dict], f
     marks = [plan.budget_s * (k + 1) / plan.evals for k in range(plan.evals)]
     seconds: list[float] = []
     curve: list[dict] = []
-    refits = [plan.budget_s / 4, plan.budget_s / 2]  # fitted again on more steps: the first ones run slower
     while trainer.step < trainer.recipe.train.max_steps and sum(seconds) < plan.budget_s:
         seconds.append(timed_step(trainer))
-        if len(seconds) == plan.calibration or (refits and sum(seconds) >= refits[0]):
-            refits = [r for r in refits if r > sum(seconds)]
+        if len(seconds) == plan.calibration:
             fit_schedule(trainer, plan.budget_s, seconds)
         if marks and sum(seconds) >= marks[0]:
             marks.pop(0)

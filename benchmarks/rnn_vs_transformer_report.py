@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from rnn_vs_transformer_models import FAMILIES, LABELS, PLACES
@@ -103,6 +104,14 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, note: str, path: Path) -> None:  # noqa: ANN001
+    """The machine note under the axes (wrapped to the figure's width), then the PNG."""
+    fig.text(0.01, 0.01, textwrap.fill(note, 120), fontsize=6.5, alpha=0.7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_speed(rows: list[dict], path: Path, note: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -115,10 +124,7 @@ def plot_speed(rows: list[dict], path: Path, note: str) -> None:
     ax.set_xscale("log", base=2)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.text(0.01, 0.01, note, fontsize=7, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, note, path)
 
 
 def plot_path(results: dict[str, dict], chance: float, path: Path, note: str) -> None:
@@ -134,10 +140,7 @@ def plot_path(results: dict[str, dict], chance: float, path: Path, note: str) ->
            title="Reproduce the token d positions before the query")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.text(0.01, 0.01, note, fontsize=7, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, note, path)
 
 
 def plot_quality(results: dict[str, dict], metric: str, title: str, path: Path, note: str) -> None:
@@ -153,7 +156,4 @@ def plot_quality(results: dict[str, dict], metric: str, title: str, path: Path, 
            ylabel=f"validation {label} (greedy)", title=title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.text(0.01, 0.01, note, fontsize=7, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, note, path)

@@ -93,9 +93,9 @@ def test_the_schedule_is_fitted_to_the_budget_from_the_measured_step_time() -> N
 
     trainer = _FakeTrainer()
     steps = fit_schedule(trainer, budget_s=60.0, seconds=[9.0, 0.5, 0.5, 0.6, 0.4])  # the first step is warm-up
-    assert steps == 5 + 98 and trainer.recipe.train.max_steps == 103  # 49 s left at 0.5 s a step
-    assert trainer.recipe.train.warmup_steps == 25  # a quarter of the fitted steps, not the recipe's 100
-    factor = lr_multiplier("cosine", max_steps=103, warmup_steps=25, lr=2e-3, min_lr=1e-4)
+    assert steps == 120 and trainer.recipe.train.max_steps == 120  # 60 s at 0.5 s a step
+    assert trainer.recipe.train.warmup_steps == 30  # a quarter of the fitted steps, not the recipe's 100
+    factor = lr_multiplier("cosine", max_steps=120, warmup_steps=30, lr=2e-3, min_lr=1e-4)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(2e-3 * factor(5))
 
 
