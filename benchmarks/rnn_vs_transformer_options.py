@@ -15,7 +15,7 @@ QUICK = dict(size="tiny", lengths="32,64,128", transformer_lengths="256", tokens
              distances="4,16", path_steps=20, path_tokens=128, path_eval=32, demo_budget=6.0, multi30k_budget=6.0,
              evals=2, eval_pairs=20, demo_test_pairs=20, multi30k_test_sentences=10, calibration=3)
 DEFAULTS = dict(size="demo", lengths="32,64,128,256,512,1024", transformer_lengths="2048", tokens=2048, repeats=3,
-                warmup=1, distances="4,8,16,32,64,128,256,512", path_steps=500, path_tokens=2048, path_eval=256,
+                warmup=1, distances="4,8,16,32,64,128,256,512", path_steps=2000, path_tokens=2048, path_eval=256,
                 demo_budget=300.0, multi30k_budget=900.0, evals=6, eval_pairs=200, demo_test_pairs=2000,
                 multi30k_test_sentences=None, calibration=20)
 
