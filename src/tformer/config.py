@@ -259,8 +259,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpt2-tiny": {**_GPT2, **_TINY, "bos_token_id": 98, "eos_token_id": 98},
     "bert-tiny": {**_BERT, **_TINY},
     # The paper's sizes: 620-dim embeddings, 1000 GRU units each way and in the decoder, a 1000-unit alignment
-    # model, 500 maxout units of 2 pieces, separate 30,000-word source and target vocabularies, no tying, no
-    # dropout, weights normal(0.01): 80,421,000 parameters (tests/models/test_rnn.py pins the count).
+    # model, 500 maxout units of 2 pieces, separate 30,000-word source and target vocabularies, no tying, weights
+    # normal(0.01): 80,421,000 parameters (tests/models/test_rnn.py pins the count).
     "rnnsearch": {**_RNNSEARCH, "vocab_size": 30000, "d_model": 620, "hidden_size": 1000, "alignment_size": 1000,
                   "maxout_size": 500, "share_encoder_decoder_embeddings": False, "tie_word_embeddings": False,
                   "dropout": 0.0, "init_std": 0.01},

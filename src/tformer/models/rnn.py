@@ -25,17 +25,19 @@ y_0 is `decoder_start_token_id`; training reads the labels shifted right (teache
 
 Where this differs from the paper, and why:
 * The GRU is torch's (`nn.GRU`, `nn.GRUCell`: the cuDNN / oneDNN kernels): its candidate state applies the reset
-  gate after the recurrent product, tanh(W x + r * (U s + b)), where the paper has tanh(W x + U (r * s)), and it
-  has biases in every gate (the paper leaves biases out "to make the equations less cluttered").
-* The source is read as packed sequences (`pack_padded_sequence`): a padded source gives exactly the states of
-  the unpadded one, the backward direction starting at each row's last real token (the paper batches sentences
-  of one length). Pads get no attention weight.
+  gate after the recurrent product, tanh(W x + r * (U s + b)), where the paper has tanh(W x + U (r * s)); its
+  update gate z keeps the old state, s_i = (1 - z) * s~ + z * s_{i-1}, where the paper's z takes the new one (the
+  same functions, z relabelled 1 - z); and it has biases in every gate (the paper's equations leave the biases
+  out).
+* The source is read as packed sequences (`pack_padded_sequence`): a padded source gives the states of the
+  unpadded one (to float rounding), the backward direction starting at each row's last real token. Pads get no
+  attention weight.
 * Options the paper does not have: `cell="lstm"` (nn.LSTM / nn.LSTMCell; the cell state starts at zero, the
   hidden state as s_0 above), `n_layers` stacked encoder layers (their top layer's states are the h_j),
   `n_decoder_layers` stacked decoder cells (the top layer's state is the s that attends and feeds t~; every layer
   starts from W_s <-h_1, one block of W_s each), one embedding table shared by source and target
-  (`share_encoder_decoder_embeddings`) and W_o tied to it, dropout on the embeddings, between stacked layers and
-  on t_i (the paper trains without dropout), maxout_size=0 (t_i = t~_i, d_model units, no maxout).
+  (`share_encoder_decoder_embeddings`) and W_o tied to it, `dropout` on the embeddings, between stacked layers and
+  on t_i (the `rnnsearch` preset sets it to 0), maxout_size=0 (t_i = t~_i, d_model units, no maxout).
 * Initialisation as the paper's Appendix B.1 with its two scales taken from `init_std` (paper: 0.01): W_a and
   U_a normal(init_std / 10), v_a and the biases 0, the recurrent matrices orthogonal (one block per gate), every
   other weight normal(init_std).
