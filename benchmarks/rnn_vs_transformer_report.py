@@ -136,8 +136,8 @@ def plot_path(results: dict[str, dict], chance: float, path: Path, note: str) ->
             ax.plot(*zip(*points, strict=True), "o-", color=COLOURS[f], label=LABELS[f])
     ax.axhline(100 * chance, color="grey", ls="--", label="chance")
     ax.set_xscale("log", base=2)
-    ax.set(xlabel="d: distance from the query back to the token to reproduce", ylabel="accuracy, %", ylim=(0, 102),
-           title="Reproduce the token d positions before the query")
+    ax.set(xlabel="d: distance from [EOS] back to the token to reproduce", ylabel="accuracy, %", ylim=(0, 102),
+           title="Reproduce the token d positions before the end of the source")
     ax.grid(True, alpha=0.3)
     ax.legend()
     _finish(plt, fig, note, path)
