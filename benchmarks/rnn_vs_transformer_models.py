@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from forward import cpu_model
 from tformer.config import PRESETS, ModelConfig
 from tformer.models import build_model
 from tformer.training.recipe import load_recipe, model_config
@@ -169,17 +170,6 @@ class Machine:
     def line(self, threads: str) -> str:
         return (f"machine: {self.cpu}, {self.cores} cores (os.cpu_count), torch {self.torch_version}, Python "
                 f"{self.python}, torch threads: {threads}; load average at start {load_average()}")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_average() -> str:
