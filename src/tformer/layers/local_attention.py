@@ -52,7 +52,7 @@ def blocked_local_attention(
 ) -> Tensor:
     """The fast path of `local_attention`: (batch, heads, N, head_dim) in and out, memory linear in N."""
     check_local_window(block_size, look_back)
-    batch, heads, length, head_dim = q.shape
+    batch, heads, length, _ = q.shape
     # Block-relative positions: the queries sit in block `back`, the keys in blocks 0..back (the query's block and
     # the `back` blocks before it), the same table for every block.
     n_blocks = -(-length // block_size)
@@ -65,11 +65,11 @@ def blocked_local_attention(
     exists[:, :length] = True if key_padding is None else key_padding
     key_exists = _with_blocks_before(exists.view(batch, n_blocks, block_size), back, dim=1)  # (batch, blocks, W)
     mask = relative & key_exists[:, None, :, None, :]  # (batch, 1, blocks, b, (back + 1) * b)
-    blocks = [F.pad(x, (0, 0, 0, padded - length)).view(batch, heads, n_blocks, block_size, head_dim)
+    blocks = [F.pad(x, (0, 0, 0, padded - length)).view(batch, heads, n_blocks, block_size, x.size(-1))
               for x in (q, k, v)]
     keys, values = (_with_blocks_before(x, back, dim=2) for x in blocks[1:])
     out = fused_attention(blocks[0], keys, values, mask, dropout_p=dropout_p)
-    return out.reshape(batch, heads, padded, head_dim)[:, :, :length]
+    return out.reshape(batch, heads, padded, v.size(-1))[:, :, :length]
 
 
 def _with_blocks_before(blocks: Tensor, back: int, dim: int) -> Tensor:
