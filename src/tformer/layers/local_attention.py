@@ -8,10 +8,11 @@ rewritten). Two paths, as for full attention:
   (batch, heads, N, N) can be printed and drawn; memory N * N.
 * fast (default): blocked attention. N is padded up to a multiple of b and viewed as (blocks, b); each block's
   queries attend to its own b keys and the look_back blocks before it, (look_back + 1) * b keys, in one fused
-  SDPA call over all blocks. Scores are (N, (look_back + 1) * b): memory linear in N. The mask is one
-  (b, (look_back + 1) * b) table from `local_visible` on block-relative positions, and with it which keys exist
-  (not before position 0, not past N, not padding). torch's `flex_attention` with a block mask was measured
-  against it on this machine's CPU (`benchmarks/local_attention_paths.py`); the blocked SDPA is kept (see there).
+  SDPA call over all blocks, laid out as (batch * blocks, heads, b, head_dim). Scores are
+  (N, (look_back + 1) * b): memory linear in N. The mask is one (b, (look_back + 1) * b) table from
+  `local_visible` on block-relative positions, and with it which keys exist (not before position 0, not past N,
+  not padding). torch's `flex_attention` with a block mask was measured against it on this machine's CPU
+  (`benchmarks/local_attention_paths.py`): in torch 2.13 it has no backward on CPU, so it cannot train here.
 
 Rows with no visible key (a padding query whose keys are all padding) give zeros on both paths.
 """
@@ -63,12 +64,23 @@ def blocked_local_attention(
     exists = torch.zeros(batch, padded, dtype=torch.bool, device=q.device)
     exists[:, :length] = True if key_padding is None else key_padding
     key_exists = _with_blocks_before(exists.view(batch, n_blocks, block_size), back, dim=1)  # (batch, blocks, W)
-    mask = relative & key_exists[:, None, :, None, :]  # (batch, 1, blocks, b, (back + 1) * b)
+    # One SDPA call over (batch * blocks, heads, b, ...): 4-D inputs with a mask broadcast over the heads take
+    # torch's fused CPU kernel, where (batch, heads, blocks, b, ...) falls back to the math path (measured 1.5x
+    # slower forward + backward at N = 4096, benchmarks/local_attention_paths.py).
+    mask = (relative & key_exists[:, :, None, :]).view(batch * n_blocks, 1, block_size, -1)
     blocks = [F.pad(x, (0, 0, 0, padded - length)).view(batch, heads, n_blocks, block_size, x.size(-1))
               for x in (q, k, v)]
-    keys, values = (_with_blocks_before(x, back, dim=2) for x in blocks[1:])
-    out = fused_attention(blocks[0], keys, values, mask, dropout_p=dropout_p)
+    query_blocks, key_blocks, value_blocks = (_blocks_first(x) for x in
+                                              (blocks[0], *(_with_blocks_before(x, back, dim=2) for x in blocks[1:])))
+    out = fused_attention(query_blocks, key_blocks, value_blocks, mask, dropout_p=dropout_p)
+    out = out.view(batch, n_blocks, heads, block_size, v.size(-1)).transpose(1, 2)
     return out.reshape(batch, heads, padded, v.size(-1))[:, :, :length]
+
+
+def _blocks_first(blocks: Tensor) -> Tensor:
+    """(batch, heads, blocks, keys, head_dim) -> (batch * blocks, heads, keys, head_dim)."""
+    batch, heads, n_blocks, keys, head_dim = blocks.shape
+    return blocks.transpose(1, 2).reshape(batch * n_blocks, heads, keys, head_dim)
 
 
 def _with_blocks_before(blocks: Tensor, back: int, dim: int) -> Tensor:
