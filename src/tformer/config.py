@@ -16,8 +16,8 @@ SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
 ATTENTION_IMPLEMENTATIONS = ("fused", "explicit")
 # The T-DMCA's per-layer attention (Liu et al. 2018): one letter per decoder layer.
 PATTERN_LETTERS = {"F": "full", "L": "local", "M": "compressed"}
-# Fields of long-input attention: written by to_dict only when they differ from their defaults, so a config without
-# them serialises as it did before they existed.
+# Fields of long-input attention: without a pattern, to_dict writes them only when they differ from their defaults,
+# so a config without them serialises as it did before they existed; with a pattern, all four.
 LONG_ATTENTION_FIELDS = ("attention_pattern", "local_block_size", "local_look_back", "compression")
 TASKS = ("sequence-classification", "multiple-choice", "token-classification", "question-answering")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -237,9 +237,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        for f in fields(self):
-            if f.name in LONG_ATTENTION_FIELDS and values[f.name] == f.default:
-                del values[f.name]
+        if self.attention_pattern is None:  # written as before these fields existed, unless one was changed
+            for f in fields(self):
+                if f.name in LONG_ATTENTION_FIELDS and values[f.name] == f.default:
+                    del values[f.name]
         return values
 
     @classmethod
