@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import tformer
 from tests.conftest import randomize
@@ -37,6 +38,8 @@ def test_a_patterned_model_saves_as_a_tdmca_folder_and_loads_to_the_same_logits(
     ours = saved["tformer_config"]
     assert (ours["attention_pattern"], ours["local_block_size"], ours["local_look_back"], ours["compression"]) == \
         ("LMLML", 4, 0, 3)
+    written = set(load_file(tmp_path / "model.safetensors"))  # tformer's names; the tied head written once
+    assert written == set(model.state_dict()) - {"lm_head.weight"}
     loaded = tformer.from_pretrained(tmp_path)
     assert loaded.config == model.config
     assert set(loaded.state_dict()) == set(model.state_dict())
