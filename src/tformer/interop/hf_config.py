@@ -163,7 +163,7 @@ def _tdmca_config_json(config: ModelConfig) -> dict[str, Any]:
             "n_head": config.n_heads, "attention_pattern": config.attention_pattern,
             "local_block_size": config.local_block_size, "local_look_back": config.local_look_back,
             "compression": config.compression, "tie_word_embeddings": config.tie_word_embeddings,
-            "architectures": ["TDMCALMHeadModel"]}
+            "architectures": ["TDMCA"]}
 
 
 def config_to_hf(config: ModelConfig, model_type: str) -> tuple[dict[str, Any], list[str]]:
