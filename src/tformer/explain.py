@@ -3,6 +3,9 @@
 The numbers come from `tformer.layers.attention.attention_steps`, the function the models use. The default
 inputs are the lecture notes' two worked examples (cross-attention "die Katze" -> "the cat danced", and
 masked self-attention over "<s> die Katze tantze").
+
+`format_pattern` prints which (query, key) pairs the T-DMCA's local and memory-compressed attention let through
+(Liu et al. 2018), from the rules in `tformer.layers.windows` that the layers and caches use.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from tformer.layers.attention import AttentionSteps, attention_steps, causal_mask
+from tformer.layers.compressed_attention import check_compression, compressed_key_labels
+from tformer.layers.windows import compressed_visible, local_visible
 
 Matrix = list[list[float]]
 
@@ -175,4 +180,84 @@ def format_steps(example: AttentionExample, steps: AttentionSteps, mask: torch.T
         blocks.append(format_matrix("masked = scaled (no mask)", steps.masked, queries, keys, decimals))
     blocks.append(format_matrix("alpha = softmax(masked) over the keys", steps.alpha, queries, keys, decimals))
     blocks.append(format_matrix("out = alpha V", steps.out, queries, None, decimals))
+    return "\n\n".join(blocks)
+
+
+ATTENTION_PATTERNS = ("local", "compressed")
+
+
+@dataclass(frozen=True)
+class PatternExample:
+    """Which (query, key) pairs a T-DMCA attention pattern lets through, over `length` tokens: `local` with blocks
+    of `block_size` and `look_back` blocks before, or `compressed` with one key slot per `compression` tokens."""
+
+    pattern: str
+    length: int = 12
+    block_size: int = 4
+    look_back: int = 1
+    compression: int = 3
+
+
+def pattern_visibility(example: PatternExample) -> tuple[torch.Tensor, list[str]]:
+    """(the (length, keys) bool mask, True = the query may attend, the name of each key): local keys are tokens,
+    compressed keys are slots ("first (token 0)", "tokens 0–2", ...)."""
+    if example.pattern not in ATTENTION_PATTERNS:
+        raise ValueError(f"--pattern {example.pattern!r} is not an attention pattern: give one of "
+                         f"{', '.join(ATTENTION_PATTERNS)}")
+    if example.length < 1:
+        raise ValueError(f"--length {example.length} has no tokens: give 1 or more (the default is 12)")
+    positions = torch.arange(example.length)
+    if example.pattern == "local":
+        visible = local_visible(positions, positions, example.block_size, example.look_back)
+        return visible, [f"token {i}" for i in range(example.length)]
+    check_compression(example.compression)
+    if example.length < example.compression:
+        raise ValueError(f"--length {example.length} is shorter than --compression {example.compression}: no slot "
+                         "would complete; give at least as many tokens as the compression")
+    visible = compressed_visible(positions, example.length // example.compression, example.compression)
+    return visible, compressed_key_labels([""] * example.length, example.compression, with_text=False)
+
+
+def _pattern_rule(example: PatternExample) -> str:
+    if example.pattern == "local":
+        before = "its own block" if example.look_back == 0 else (
+            f"its own block or the {example.look_back} block{'s' if example.look_back > 1 else ''} before it")
+        return (f"local attention (Liu et al. 2018): {example.length} tokens in blocks of {example.block_size}, "
+                f"look_back={example.look_back}: query i sees key j when j <= i and j is in {before}")
+    c = example.compression
+    return (f"memory-compressed attention (Liu et al. 2018): {example.length} tokens, compression {c}: a strided "
+            f"convolution (kernel = stride = {c}) turns each group of {c} keys (and values) into one slot"
+            + (", after a first slot holding token 0 uncompressed" if c > 1 else "")
+            + f"; query i sees slot j (tokens {c}j to {c}j+{c - 1}) once its group has ended: {c}j+{c - 1} <= i")
+
+
+def _slot_legend(example: PatternExample, keys: list[str]) -> str:
+    c, first = example.compression, 1 if example.compression > 1 else 0
+    lines = [f"key slots ({len(keys)} for {example.length} tokens)"]
+    if first:
+        lines.append(f"{keys[0]}: token 0's key and value, uncompressed; every query sees it")
+    lines += [f"{key}: slot j={j}, compressed from {c} token{'s' if c > 1 else ''}; seen from query {c * j + c - 1} on"
+              for j, key in enumerate(keys[first:])]
+    return "\n".join(lines)
+
+
+def format_pattern(example: PatternExample) -> str:
+    """The rule in words, the key slots (compressed), the mask as a grid of queries x keys, and what it costs."""
+    visible, keys = pattern_visibility(example)
+    length, queries = example.length, [str(i) for i in range(example.length)]
+    causal = f"full causal attention: {length * (length + 1) // 2} of {length} x {length} = {length * length}"
+    if example.pattern == "local":
+        blocks = [_pattern_rule(example)]
+        columns = queries
+        cost = f"{int(visible.sum())} visible (query, key) pairs; {causal}"
+    else:
+        blocks = [_pattern_rule(example), _slot_legend(example, keys)]
+        c, n_slots = example.compression, length // example.compression
+        spans = [str(j) if c == 1 else f"{c * j}–{c * j + c - 1}" for j in range(n_slots)]
+        columns = (["first"] if c > 1 else []) + spans
+        scores = f"{length} x {len(keys)} = {visible.numel()} scores"
+        cost = f"{int(visible.sum())} visible (query, slot) pairs of {scores}; {causal}"
+    blocks.append(format_matrix("mask (1 = the query (row) may attend to the key (column))",
+                                visible.to(torch.float64), queries, columns, 0))
+    blocks.append(cost)
     return "\n\n".join(blocks)

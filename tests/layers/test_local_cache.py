@@ -115,11 +115,21 @@ def test_token_by_token_decoding_equals_uncached_local_attention(look_back: int)
     block_size = 3
     window = (look_back + 1) * block_size
     length = 4 * window + 5  # the ring wraps four times
-    cache = LocalKVCache(2, block_size, look_back)
-    for layer in range(2):  # each layer keeps its own ring
-        q, k, v = _qkv(2, length, seed=10 * look_back + layer)
-        decoded = _decoded(cache, q, k, v, [], layer=layer)
-        assert _max_diff(decoded, _uncached(q, k, v, block_size, look_back)) <= ATOL
+    q, k, v = _qkv(2, length, seed=look_back)
+    decoded = _decoded(LocalKVCache(1, block_size, look_back), q, k, v, [])
+    assert _max_diff(decoded, _uncached(q, k, v, block_size, look_back)) <= ATOL
+
+
+def test_each_layer_keeps_its_own_ring() -> None:
+    block_size, look_back, length = 3, 1, 20
+    layers = [_qkv(2, length, seed=20 + layer) for layer in range(3)]
+    cache, outputs = LocalKVCache(3, block_size, look_back), [[] for _ in layers]
+    for p in range(length):  # as a model decodes: every layer at each step
+        for layer, (q, k, v) in enumerate(layers):
+            keys, values, mask = cache.update(layer, k[:, :, p:p + 1], v[:, :, p:p + 1], torch.tensor([p]))
+            outputs[layer].append(attention_steps(q[:, :, p:p + 1], keys, values, mask).out)
+    for (q, k, v), steps in zip(layers, outputs, strict=True):
+        assert _max_diff(torch.cat(steps, dim=2), _uncached(q, k, v, block_size, look_back)) <= ATOL
     assert cache.length == length
 
 

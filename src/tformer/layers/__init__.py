@@ -13,8 +13,12 @@ from tformer.layers.attention import (
 )
 from tformer.layers.blocks import DecoderBlock, EncoderBlock
 from tformer.layers.cache import DecoderCache, DynamicKVCache, KVCache, RecurrentCache, StaticKVCache
+from tformer.layers.compressed_attention import KeyValueCompression, compressed_attention, compressed_key_labels
+from tformer.layers.compressed_cache import CompressedKVCache
 from tformer.layers.embeddings import Embeddings
 from tformer.layers.feedforward import FeedForward
+from tformer.layers.local_attention import blocked_local_attention, local_attention
+from tformer.layers.local_cache import LocalKVCache
 from tformer.layers.positions import LearnedPositions, SinusoidalPositions, sinusoidal_table
 
 __all__ = [
@@ -22,4 +26,6 @@ __all__ = [
     "EncoderBlock", "FeedForward", "KVCache", "RecurrentCache",
     "LearnedPositions", "MultiHeadAttention", "SinusoidalPositions", "attention_steps", "causal_mask",
     "fused_attention", "padding_mask", "scaled_dot_product_attention", "sinusoidal_table", "StaticKVCache",
+    "LocalKVCache", "blocked_local_attention", "local_attention",
+    "CompressedKVCache", "KeyValueCompression", "compressed_attention", "compressed_key_labels",
 ]

@@ -100,7 +100,9 @@ def compressed_attention(
     q, k, v: (batch, heads, N, head_dim); key_padding: (batch, N) bool or 1/0, True = real token. Returns (out
     (batch, heads, N, head_dim), weights (batch, heads, N, first + N // c) or None). return_weights=True takes the
     explicit path (`attention_steps`); else torch's fused kernel with the visibility mask, whose scores take
-    N * (first + N // c) memory. A query whose visible slots are all padding gets zeros.
+    N * (first + N // c) memory. A query whose visible slots are all padding gets zeros. A slot is real when any
+    token of its group is; a group that mixes padding and tokens compresses the padding's keys too (so does the
+    cache, which never sees the padding: cached and uncached stay equal).
     """
     length, c = q.size(-2), compress.compression
     if length < c:

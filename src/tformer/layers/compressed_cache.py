@@ -89,7 +89,10 @@ class CompressedKVCache(KVCache):
         start, end = self.filled[layer], self.filled[layer] + keys.size(2)
         stored = self.buffers[layer]
         self.filled[layer] = end
-        if _differentiable(keys, values):
+        if start == end and stored is not None:  # no group completed: nothing to write
+            return stored[0][:, :, :end], stored[1][:, :, :end]
+        # Under autograd a step that completes no group still must not write into slots the backward needs.
+        if _differentiable(keys, values) or (stored is not None and _differentiable(*stored)):
             if stored is not None:
                 keys = torch.cat([stored[0][:, :, :start], keys], dim=2)
                 values = torch.cat([stored[1][:, :, :start], values], dim=2)

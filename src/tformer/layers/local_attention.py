@@ -33,7 +33,6 @@ def local_attention(
     """Causal local self-attention: q, k, v (batch, heads, N, head_dim) at positions 0..N-1, key_padding
     (batch, N) bool (True = real token) -> (out (batch, heads, N, head_dim), weights (batch, heads, N, N) when
     `return_weights`, else None)."""
-    check_local_window(block_size, look_back)
     _check_inputs(q, k, v, key_padding)
     key_padding = None if key_padding is None else key_padding.bool()
     if return_weights:
