@@ -2,6 +2,9 @@
 
 GPT-1: post-norm blocks, no final LayerNorm. GPT-2: pre-norm blocks and a final LayerNorm. Both: learned
 positions and an output projection tied to the token embeddings.
+
+`config.attention_pattern` makes it the T-DMCA of Liu et al. 2018 (e.g. "LMLML"): each block's self-attention is
+local (L), memory-compressed (M) or full (F); `new_cache()` is then a `PatternKVCache` and there is no static cache.
 """
 
 from __future__ import annotations
