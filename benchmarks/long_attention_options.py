@@ -78,15 +78,16 @@ def build_parser() -> OneLineParser:
     return p
 
 
-def check_out(parser: OneLineParser, out: Path) -> None:
+def check_out(parser: OneLineParser, out: Path, marker: str = MARKER, writer: str = "benchmarks/long_attention.py"
+              ) -> None:
     """The out folder is new, empty, or one this benchmark wrote before (its marker file); else refused."""
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).exists():
         parser.error(f"--out {out} holds files this benchmark did not write; choose a new or empty folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / MARKER).write_text("benchmarks/long_attention.py writes and replaces its own files here\n")
+        (out / marker).write_text(f"{writer} writes and replaces its own files here\n")
     except OSError as error:
         parser.error(f"--out {out}: cannot write there ({error.strerror})")
 
