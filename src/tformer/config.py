@@ -14,6 +14,11 @@ NORM_PLACEMENTS = ("post", "pre")
 POSITION_KINDS = ("learned", "sinusoidal")
 SINUSOIDAL_LAYOUTS = ("interleaved", "halves")
 ATTENTION_IMPLEMENTATIONS = ("fused", "explicit")
+# The T-DMCA's per-layer attention (Liu et al. 2018): one letter per decoder layer.
+PATTERN_LETTERS = {"F": "full", "L": "local", "M": "compressed"}
+# Fields of long-input attention: without a pattern, to_dict writes them only when they differ from their defaults,
+# so a config without them serialises as it did before they existed; with a pattern, all four.
+LONG_ATTENTION_FIELDS = ("attention_pattern", "local_block_size", "local_look_back", "compression")
 TASKS = ("sequence-classification", "multiple-choice", "token-classification", "question-answering")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
@@ -58,6 +63,14 @@ class ModelConfig:
     activation_dropout: float = field(default=0.0, metadata={"help": "dropout inside the feed-forward"})
     init_std: float = field(default=0.02, metadata={"help": "standard deviation of the normal initialisation"})
     attention: str = field(default="fused", metadata={"help": "fused (torch SDPA) or explicit (step by step)"})
+    attention_pattern: str | None = field(default=None, metadata={
+        "help": "gpt: one letter per layer, L (local), M (memory-compressed) or F (full), e.g. LMLML (the T-DMCA); "
+                "None means every layer full"})
+    local_block_size: int = field(default=256, metadata={"help": "L layers: positions per block (paper: 256)"})
+    local_look_back: int = field(default=1, metadata={
+        "help": "L layers: blocks before its own a query also sees (1: tensor2tensor, 0: the paper's wording)"})
+    compression: int = field(default=3, metadata={
+        "help": "M layers: positions per compressed key/value slot, the convolution's kernel and stride (paper: 3)"})
     pad_token_id: int | None = field(default=None, metadata={"help": "padding token id"})
     bos_token_id: int | None = field(default=None, metadata={"help": "beginning-of-sequence token id"})
     eos_token_id: int | None = field(default=None, metadata={"help": "end-of-sequence token id"})
@@ -118,6 +131,7 @@ class ModelConfig:
         if self.init_std <= 0:
             raise ValueError(f"init_std={self.init_std} must be positive")
         self._check_task_fields()
+        self._check_attention_pattern()
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "extract_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
@@ -159,6 +173,46 @@ class ModelConfig:
         if self.lm_weight < 0:
             raise ValueError(f"lm_weight={self.lm_weight} must be >= 0 (0 turns the auxiliary LM loss off)")
 
+    def _check_attention_pattern(self) -> None:
+        """The T-DMCA fields: their ranges always, the pattern's letters, length and family when one is given."""
+        if not isinstance(self.local_block_size, int) or isinstance(self.local_block_size, bool) \
+                or self.local_block_size < 1:
+            raise ValueError(f"local_block_size={self.local_block_size!r} must be at least 1 (the paper uses 256)")
+        if not isinstance(self.local_look_back, int) or isinstance(self.local_look_back, bool) \
+                or self.local_look_back < 0:
+            raise ValueError(f"local_look_back={self.local_look_back!r} must be 0 (own block only) or more "
+                             "(blocks before it too; tensor2tensor uses 1)")
+        if not isinstance(self.compression, int) or isinstance(self.compression, bool) or self.compression < 1:
+            raise ValueError(f"compression={self.compression!r} must be at least 1 (the paper uses 3)")
+        pattern = self.attention_pattern
+        if pattern is None:
+            return
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"attention_pattern={pattern!r} must be a string of letters L, M, F (one per layer), "
+                             "or None for all full")
+        if self.family != "gpt":
+            raise ValueError(f"attention_pattern={pattern!r} needs family 'gpt' (GPT and the decoder-only T-D), got "
+                             f"family={self.family!r}; leave attention_pattern None")
+        bad = next((letter for letter in pattern if letter not in PATTERN_LETTERS), None)
+        if bad is not None:
+            raise ValueError(f"attention_pattern={pattern!r} has the letter {bad!r}; use L (local), M "
+                             "(memory-compressed) or F (full) for each layer")
+        if len(pattern) != self.n_layers:
+            raise ValueError(f"attention_pattern={pattern!r} has {len(pattern)} letters but n_layers="
+                             f"{self.n_layers}: give one letter per layer")
+
+    @property
+    def attention_kinds(self) -> tuple[str, ...]:
+        """The attention kind of each decoder layer ("full", "local", "compressed"): the pattern's, else all full."""
+        if self.attention_pattern is None:
+            return ("full",) * self.decoder_layers
+        return tuple(PATTERN_LETTERS[letter] for letter in self.attention_pattern)
+
+    @property
+    def has_long_attention(self) -> bool:
+        """True when some layer is local or memory-compressed (a pattern of all F is plain full attention)."""
+        return any(kind != "full" for kind in self.attention_kinds)
+
     @property
     def labels(self) -> dict[int, str]:
         """Class names by id: id2label, or LABEL_0, LABEL_1, ... as transformers names them."""
@@ -182,7 +236,12 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.attention_pattern is None:  # written as before these fields existed, unless one was changed
+            for f in fields(self):
+                if f.name in LONG_ATTENTION_FIELDS and values[f.name] == f.default:
+                    del values[f.name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:

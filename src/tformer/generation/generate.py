@@ -17,7 +17,7 @@ from tformer.generation.processors import LogitsControls, Processor, build_proce
 from tformer.generation.sampling import greedy_or_sample
 from tformer.generation.settings import resolve, resolve_max_new_tokens, special_token, warn_unused
 from tformer.generation.state import DecoderState, can_generate, is_encoder_decoder
-from tformer.generation.static import StaticDecoderState, can_use_static_cache
+from tformer.generation.static import StaticDecoderState, can_use_static_cache, static_cache_by_default
 from tformer.generation.stop_strings import Decodes, StopStrings, check_stop_strings
 from tformer.generation.streamer import Streamer
 
@@ -223,8 +223,10 @@ def _use_static_cache(model: nn.Module, cache_implementation: str | None, num_be
                          f"(got {type(model).__name__}, use_cache={use_cache}); use cache_implementation='dynamic' "
                          "or None")
     # By default beam search keeps the dynamic cache: its rows are reordered every step, which a growing cache
-    # does without copying the unused slots of a static one.
-    return applies and (cache_implementation == "static" or (cache_implementation is None and num_beams == 1))
+    # does without copying the unused slots of a static one. A model without a static form (local or compressed
+    # layers) keeps it too; asked for "static" explicitly, its new_static_cache says why not.
+    default = cache_implementation is None and num_beams == 1 and static_cache_by_default(model)
+    return applies and (cache_implementation == "static" or default)
 
 
 def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, vocab_size: int) -> None:

@@ -28,6 +28,12 @@ def can_use_static_cache(model: nn.Module) -> bool:
     return callable(getattr(model, "new_static_cache", None))
 
 
+def static_cache_by_default(model: nn.Module) -> bool:
+    """True where generate's default takes the static cache: a model that offers one and can serve it (a T-DMCA
+    pattern with local or compressed layers cannot: `supports_static_cache` is False, its new_static_cache refuses)."""
+    return can_use_static_cache(model) and getattr(model, "supports_static_cache", True)
+
+
 def _logits_step(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, position_ids: Tensor | None,
                  cache_position: Tensor, cache: Any, source: Source | None = None) -> Tensor:
     """One forward over the new tokens at slots `cache_position`: float32 logits (rows, vocab) of the last one."""

@@ -20,6 +20,10 @@ GPT1_ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish"
 # The RNN family has no Hugging Face model: its folders carry this tformer-native model_type, their tensors under
 # tformer's own names and the ModelConfig under "tformer_config" (which only tformer reads).
 RNN_MODEL_TYPE = "tformer-rnnsearch"
+# A GPT with local or memory-compressed layers (the T-DMCA, `attention_pattern`) has no Hugging Face model either:
+# its folders carry this model_type, tformer's tensor names and "tformer_config", like the RNN's.
+TDMCA_MODEL_TYPE = "tformer-tdmca"
+NATIVE_MODEL_TYPES = (RNN_MODEL_TYPE, TDMCA_MODEL_TYPE)
 BERT_TASK_ARCHITECTURES = {
     "sequence-classification": "BertForSequenceClassification", "multiple-choice": "BertForMultipleChoice",
     "token-classification": "BertForTokenClassification", "question-answering": "BertForQuestionAnswering",
@@ -105,11 +109,11 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, Tensor]) -> ModelConfig:
             init_std=hf.get("init_std", 0.02),
             decoder_start_token_id=_token_id(hf.get("decoder_start_token_id")), **_in_vocab(ids, hf["vocab_size"]),
         )
-    if model_type == RNN_MODEL_TYPE:
-        raise ValueError(f"a {RNN_MODEL_TYPE} config.json keeps its ModelConfig under \"tformer_config\", which is "
+    if model_type in NATIVE_MODEL_TYPES:
+        raise ValueError(f"a {model_type} config.json keeps its ModelConfig under \"tformer_config\", which is "
                          "missing; save the model again with tformer.save_pretrained")
     raise ValueError(f"model_type {model_type!r} is not supported; tformer reads gpt2, openai-gpt, bert, marian, "
-                     f"{RNN_MODEL_TYPE}")
+                     f"{', '.join(NATIVE_MODEL_TYPES)}")
 
 
 def _task_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
@@ -150,10 +154,28 @@ def _rnn_config_json(config: ModelConfig) -> dict[str, Any]:
             "architectures": ["RNNSearch"]}
 
 
+def _tdmca_config_json(config: ModelConfig) -> dict[str, Any]:
+    """A tformer-tdmca config.json: GPT-2's size fields for people reading the file (no transformers class reads
+    it), the layer pattern, the special ids, and the ModelConfig under "tformer_config", which tformer reads."""
+    return {"model_type": TDMCA_MODEL_TYPE, "pad_token_id": config.pad_token_id, "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_id, "tformer_config": config.to_dict(), "vocab_size": config.vocab_size,
+            "n_positions": config.max_positions, "n_embd": config.d_model, "n_layer": config.n_layers,
+            "n_head": config.n_heads, "attention_pattern": config.attention_pattern,
+            "local_block_size": config.local_block_size, "local_look_back": config.local_look_back,
+            "compression": config.compression, "tie_word_embeddings": config.tie_word_embeddings,
+            "architectures": ["TDMCALMHeadModel"]}
+
+
 def config_to_hf(config: ModelConfig, model_type: str) -> tuple[dict[str, Any], list[str]]:
     """(config.json contents, reasons `transformers` would compute differently from tformer, if any)."""
     if model_type == RNN_MODEL_TYPE:
         return _rnn_config_json(config), []  # transformers has no RNN to compare with
+    if model_type == TDMCA_MODEL_TYPE:
+        return _tdmca_config_json(config), []  # nor a T-DMCA
+    if config.has_long_attention:
+        raise ValueError(f"cannot write attention_pattern={config.attention_pattern!r} as a Hugging Face {model_type} "
+                         f"folder: HF GPT-2 has no local/compressed attention; save it as a {TDMCA_MODEL_TYPE} "
+                         "folder (tformer.save_pretrained does), which tformer.from_pretrained reads")
     return _transformer_config_json(config, model_type)
 
 

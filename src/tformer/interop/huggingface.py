@@ -1,5 +1,6 @@
 """Hugging Face model folders in and out: GPT-2, GPT-1 (openai-gpt), BERT and Marian, and task models on them; and
-the RNN family's folders, in the same format under a tformer-native model_type ("tformer-rnnsearch").
+the folders of models Hugging Face has no class for, in the same format under a tformer-native model_type: the RNN
+family ("tformer-rnnsearch") and a GPT with local or memory-compressed layers ("tformer-tdmca", the T-DMCA).
 
 A folder holds `config.json` and `model.safetensors` (or `pytorch_model.bin`, or shards with an index).
 Loading maps every tensor to its tformer name (transposing GPT's Conv1D weights, joining BERT's and
@@ -24,7 +25,7 @@ from torch import Tensor
 from tformer.config import ModelConfig
 from tformer.interop.generation_config import FILE as GENERATION_CONFIG
 from tformer.interop.generation_config import attach_generation_config, generation_config_text
-from tformer.interop.hf_config import RNN_MODEL_TYPE, config_to_hf
+from tformer.interop.hf_config import RNN_MODEL_TYPE, TDMCA_MODEL_TYPE, config_to_hf
 from tformer.interop.model_folder import (
     apply_overrides,
     file_mode,
@@ -146,11 +147,17 @@ def _marian_rules(config: ModelConfig) -> dict[str, Rule]:
 
 
 def _native_rules(config: ModelConfig) -> dict[str, Rule]:
-    """tformer's own layout (the RNN family): every tensor under its state-dict name, a shared or tied one written
-    once, under the name of the table it shares."""
+    """tformer's own layout (the RNN family, the T-DMCA): every tensor under its state-dict name, a shared or tied
+    one written once, under the name of the table it shares. A task model's backbone names come from
+    `checkpoint_rules`, as for the Hugging Face layouts."""
     with torch.device("meta"):  # the names only: no memory, no time
-        names = list(build_model(config).state_dict())
+        names = list(build_model(config.replace(task=None)).state_dict())
     rules = {name: Rule((name,)) for name in names}
+    if config.family == "gpt":
+        if config.tie_word_embeddings:
+            rules["lm_head.weight"] = Rule(("lm_head.weight",), aliases=("decoder.embeddings.token.weight",),
+                                           save=False)
+        return rules
     table = "source_embeddings.weight"
     if config.share_encoder_decoder_embeddings:
         rules["target_embeddings.weight"] = Rule(("target_embeddings.weight",), aliases=(table,), save=False)
@@ -176,6 +183,7 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bert": ("bert.", ("cls.", *TASK_HEAD_PREFIXES)),
     "marian": ("model.", ("lm_head.", "final_logits_bias")),
     RNN_MODEL_TYPE: ("", ()),
+    TDMCA_MODEL_TYPE: ("", ()),
 }
 
 
@@ -185,12 +193,15 @@ def checkpoint_rules(config: ModelConfig, model_type: str) -> dict[str, Rule]:
     A task model's backbone tensors are `backbone.<name>` on our side and sit where the plain model's do.
     """
     if model_type in ("gpt2", "openai-gpt"):
+        if config.has_long_attention:
+            raise ValueError(f"attention_pattern={config.attention_pattern!r} has no Hugging Face {model_type} layout: "
+                             f"HF GPT-2 has no local/compressed attention; use a {TDMCA_MODEL_TYPE} folder")
         rules = _gpt_rules(config, model_type)
     elif model_type == "bert":
         rules = _bert_rules(config)
     elif model_type == "marian":
         rules = _marian_rules(config)
-    elif model_type == RNN_MODEL_TYPE:
+    elif model_type in (RNN_MODEL_TYPE, TDMCA_MODEL_TYPE):
         rules = _native_rules(config)
     else:
         raise ValueError(f"model_type {model_type!r} is not supported; tformer reads {', '.join(LAYOUTS)}")
@@ -313,6 +324,8 @@ def model_type_of(config: ModelConfig) -> str:
     """The Hugging Face model type whose layout a config's weights are written in (tformer's own for the RNN)."""
     if config.family == "rnn":
         return RNN_MODEL_TYPE
+    if config.has_long_attention:  # local or compressed layers: no Hugging Face class computes them
+        return TDMCA_MODEL_TYPE
     if config.family == "gpt":
         return "gpt2" if config.norm == "pre" else "openai-gpt"
     return "bert" if config.family == "bert" else "marian"

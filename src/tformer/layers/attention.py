@@ -3,6 +3,11 @@
 Mask convention everywhere: a boolean tensor where True means "this query may attend to this key",
 broadcastable to (batch, heads, queries, keys). Hugging Face style 1/0 attention masks over tokens become
 such masks through `padding_mask`.
+
+`MultiHeadAttention.kind` names which keys a self-attention query sees: "full" (every earlier key, here), or the
+T-DMCA's "local" and "compressed" (Liu et al. 2018), the subclasses in `layers/pattern_attention.py`, which
+replace only the uncached attention (`attend_uncached`). With a cache every kind attends the same way: the cache
+returns the keys, values and visibility mask, and the masked path below does the rest.
 """
 
 from __future__ import annotations
@@ -112,8 +117,11 @@ class MultiHeadAttention(nn.Module):
 
     Self-attention: x (batch, queries, d_model) -> (batch, queries, d_model), one fused QKV projection.
     Cross-attention (`cross=True`): queries from x, keys and values from `memory` (batch, keys, d_model).
-    `layer_index` names this layer's entries in a `KVCache`.
+    `layer_index` names this layer's entries in a `KVCache`. `kind` is "full" here; local and memory-compressed
+    self-attention are subclasses (`layers/pattern_attention.py`).
     """
+
+    kind = "full"
 
     def __init__(self, d_model: int, n_heads: int, *, cross: bool = False, bias: bool = True,
                  dropout: float = 0.0, implementation: str = "fused", layer_index: int = 0) -> None:
@@ -165,6 +173,10 @@ class MultiHeadAttention(nn.Module):
                     raise ValueError("attention with a cache needs `positions`, the positions of the new tokens")
                 k, v, visible = cache.update(self.layer_index, k, v, positions)
                 mask, is_causal = (visible if mask is None else mask & visible), False
+            elif self.kind != "full":
+                out, weights = self.attend_uncached(q, k, v, key_padding_of(mask, q.size(0), q.size(-2)),
+                                                    return_weights or self.implementation == "explicit")
+                return self._merge_heads(out, x), (weights if return_weights else None)
         dropout_p = self.dropout if self.training else 0.0
         explicit = return_weights or self.implementation == "explicit"
         if is_causal and (explicit or mask is not None or q.size(-2) != k.size(-2)):
@@ -175,5 +187,25 @@ class MultiHeadAttention(nn.Module):
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p)
         else:
             out = fused_attention(q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p)
-        out = out.transpose(1, 2).reshape(x.size(0), x.size(1), self.d_model)
-        return self.out_proj(out), (weights if return_weights else None)
+        return self._merge_heads(out, x), (weights if return_weights else None)
+
+    def _merge_heads(self, out: Tensor, x: Tensor) -> Tensor:
+        """(batch, heads, queries, head_dim) -> the output projection of the concatenated heads."""
+        return self.out_proj(out.transpose(1, 2).reshape(x.size(0), x.size(1), self.d_model))
+
+    def attend_uncached(self, q: Tensor, k: Tensor, v: Tensor, key_padding: Tensor | None, explicit: bool
+                        ) -> tuple[Tensor, Tensor | None]:
+        """Causal self-attention of this layer's kind over positions 0..N-1 without a cache: q, k, v (batch, heads,
+        N, head_dim), key_padding (batch, N) bool or None -> (out, weights when `explicit`). The local and
+        compressed kinds define it; full attention takes the general path in `forward`."""
+        raise NotImplementedError(f"{type(self).__name__} (kind {self.kind!r}) has no attend_uncached")
+
+
+def key_padding_of(mask: Tensor | None, batch: int, length: int) -> Tensor | None:
+    """A (batch, 1, 1, keys) padding mask as the (batch, keys) bool key padding local and compressed attention take."""
+    if mask is None:
+        return None
+    if mask.dim() != 4 or mask.size(1) != 1 or mask.size(2) != 1 or mask.size(-1) != length:
+        raise ValueError(f"local and compressed self-attention take a padding mask of shape (batch, 1, 1, {length}), "
+                         f"got {tuple(mask.shape)}; pass the token mask through padding_mask")
+    return mask[:, 0, 0, :].expand(batch, length)

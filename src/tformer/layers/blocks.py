@@ -14,6 +14,7 @@ from tformer.config import ModelConfig
 from tformer.layers.attention import MultiHeadAttention
 from tformer.layers.cache import KVCache
 from tformer.layers.feedforward import FeedForward
+from tformer.layers.pattern_attention import self_attention
 
 
 def layer_norm(config: ModelConfig) -> nn.LayerNorm:
@@ -45,6 +46,14 @@ def _attention(config: ModelConfig, cross: bool = False, layer_index: int = 0) -
                               layer_index=layer_index)
 
 
+def _decoder_self_attention(config: ModelConfig, layer_index: int) -> MultiHeadAttention:
+    """The self-attention of decoder layer `layer_index`, of the kind its letter in `attention_pattern` names."""
+    return self_attention(config.attention_kinds[layer_index], config.d_model, config.n_heads,
+                          block_size=config.local_block_size, look_back=config.local_look_back,
+                          compression=config.compression, bias=config.bias, dropout=config.attention_dropout,
+                          implementation=config.attention, layer_index=layer_index)
+
+
 def _feedforward(config: ModelConfig) -> FeedForward:
     return FeedForward(config.d_model, config.ffn_dim, config.activation, bias=config.bias,
                        activation_dropout=config.activation_dropout)
@@ -72,12 +81,14 @@ class DecoderBlock(nn.Module):
     """Decoder layer: masked self-attention, cross-attention to the encoder (encoder-decoder only), then FFN.
 
     x (batch, len, d), memory (batch, source len, d) -> (batch, len, d). GPT uses it without cross-attention.
-    `layer_index` is the block's place in its stack, which names its entries in a `KVCache`.
+    `layer_index` is the block's place in its stack, which names its entries in a `KVCache` and its letter in
+    `config.attention_pattern` (full, local or memory-compressed self-attention).
     """
 
     def __init__(self, config: ModelConfig, cross_attention: bool = False, layer_index: int = 0) -> None:
         super().__init__()
-        self.self_attention = _attention(config, layer_index=layer_index)
+        self.layer_index = layer_index
+        self.self_attention = _decoder_self_attention(config, layer_index)
         self.self_attention_residual = _Residual(config)
         self.cross_attention = _attention(config, cross=True, layer_index=layer_index) if cross_attention else None
         self.cross_attention_residual = _Residual(config) if cross_attention else None

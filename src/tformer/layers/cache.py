@@ -17,8 +17,12 @@ Two levels of one contract. `DecoderCache`, what every cache answers and what ge
   returns what the layer attends to: keys and values (batch, heads, keys, head_dim) and a boolean mask
   (1, 1, new, keys), True = this query may attend to this key, which encodes causality and which slots hold a
   token. The caller's token padding (a (batch, 1, 1, keys) mask over the same keys) is combined with it by `&`.
-* `key_length(new)` (how many keys a layer attends to after `new` more tokens: the width of the model's 1/0
-  `attention_mask`) and `key_padding(mask)`.
+* `key_length(new)`: the width of the model's 1/0 `attention_mask` once `new` more tokens are stored (every cache
+  but the static one: all token positions so far, length + new; the static one: its max_length).
+* `key_padding(attention_mask, layer=0)`: that token mask laid out over the keys `update(layer, ...)` returns, as a
+  (batch, keys) 1/0 mask (the decoder stack turns it into the (batch, 1, 1, keys) padding mask). For the dynamic
+  and static caches it is the mask itself, the same for every layer, so a model of full attention computes it once
+  per forward; a model whose layers differ (a T-DMCA pattern) computes one per layer, before the layers run.
 
 Behind `KVCache`: `DynamicKVCache` (grows in place in a buffer with room to spare; keys are positions
 0..length-1) and `StaticKVCache` (pre-allocated (batch, heads, max_length, head_dim) buffers written in place at
@@ -27,12 +31,18 @@ Neither models nor layers know which one they hold. Behind `DecoderCache` direct
 decoder's state after the tokens it has read (a recurrent decoder keeps no keys of its own past: its state is
 all of it).
 
-A new cache kind is a new subclass, nothing else changes:
-* a ring buffer for local attention (window W) writes position p at slot p % W, keeps the position each slot
-  holds (a (W,) tensor, -1 when empty) and returns its W slots with mask = (held >= 0) & (held <= p) &
-  (held > p - W); its `key_length` is W, and its `key_padding` gathers the token mask at the held positions;
-* a compressed cache (one slot per k tokens) stores the compressed keys of each finished group of k positions
-  and returns them with mask = (the group ended at or before p); `key_padding` marks a group that holds a token.
+A new cache kind is a new subclass, nothing else changes. The T-DMCA's (Liu et al. 2018), each reading its
+visibility rule from `layers/windows.py`:
+* `LocalKVCache` (`layers/local_cache.py`), local attention's ring buffer of W = (look_back + 1) * block_size slots:
+  position p at slot p % W, the position each slot holds in `held` ((W,), -1 when empty); `update` returns
+  [the W slots before this call ; the new keys] with mask local_visible(positions, [held ; positions]), and
+  `key_padding` gathers the token mask at those positions (0 for an empty slot);
+* `CompressedKVCache` (`layers/compressed_cache.py`), memory-compressed attention's slots: the first slot (token 0's
+  key, uncompressed), one compressed slot per finished group of c positions (the layer's own convolution), and the
+  raw keys of the unfinished group; mask = compressed_visible (the group ended at or before p); `key_padding` marks a
+  slot whose group holds a token;
+* `PatternKVCache` (`layers/pattern_cache.py`) composes a dynamic, a local and a compressed cache and sends each
+  layer's `update` and `key_padding` to the cache of that layer's kind.
 """
 
 from __future__ import annotations
@@ -83,9 +93,9 @@ class KVCache(DecoderCache):
     def key_length(self, new: int) -> int:
         """How many keys each layer attends to once `new` more tokens are stored."""
 
-    def key_padding(self, attention_mask: Tensor) -> Tensor:
-        """A 1/0 token mask (batch, key_length) laid out over this cache's keys; the two caches here keep key i at
-        position i, so it is the mask itself."""
+    def key_padding(self, attention_mask: Tensor, layer: int = 0) -> Tensor:
+        """A 1/0 token mask (batch, key_length) laid out over the keys `layer` attends to; the two caches here keep
+        key i at position i in every layer, so it is the mask itself."""
         return attention_mask
 
     @abstractmethod

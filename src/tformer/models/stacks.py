@@ -18,6 +18,7 @@ from tformer.layers.attention import padding_mask
 from tformer.layers.blocks import DecoderBlock, EncoderBlock, layer_norm
 from tformer.layers.cache import DynamicKVCache, KVCache, StaticKVCache
 from tformer.layers.embeddings import Embeddings
+from tformer.layers.pattern_cache import PatternKVCache
 from tformer.layers.positions import build_positions
 from tformer.models.base import check_input_ids, check_mask, token_mask
 from tformer.models.outputs import DecoderOutput, EncoderOutput
@@ -94,19 +95,42 @@ class DecoderStack(_Stack):
 
     With a `KVCache` the new tokens sit at explicit positions (`cache_position`, (len,)), passed to every
     attention layer; without one, causal self-attention over the whole input takes torch's fastest kernels.
+    Each block's self-attention is of the kind `config.attention_pattern` gives it (full, local, compressed);
+    with local or compressed layers (`long_attention`) the cache is a `PatternKVCache` and the padding mask is laid
+    out per layer, over the keys that layer's cache returns.
     """
 
     def __init__(self, config: ModelConfig, token: nn.Embedding, n_layers: int, cross_attention: bool = False) -> None:
         super().__init__(config, token, [DecoderBlock(config, cross_attention, layer_index=i) for i in range(n_layers)])
         self.n_heads = config.n_heads
+        self.kinds = tuple(block.self_attention.kind for block in self.blocks)
+        self.long_attention = any(kind != "full" for kind in self.kinds)
+        self.pattern = config.attention_pattern
+        self.local_window = (config.local_block_size, config.local_look_back)
+        self.compression = config.compression
 
-    def new_cache(self) -> DynamicKVCache:
-        """A cache that grows by one position per step (any batch, any length)."""
-        return DynamicKVCache(len(self.blocks))
+    def new_cache(self) -> DynamicKVCache | PatternKVCache:
+        """A cache that grows by one position per step (any batch, any length): for full attention a dynamic cache,
+        for a pattern with local or compressed layers a `PatternKVCache` (ring buffers, compressed slots)."""
+        if not self.long_attention:
+            return DynamicKVCache(len(self.blocks))
+        compressors = [getattr(block.self_attention, "compress", None) for block in self.blocks]
+        block_size, look_back = self.local_window
+        return PatternKVCache(self.kinds, block_size=block_size, look_back=look_back, compression=self.compression,
+                              compressors=compressors)
+
+    @property
+    def supports_static_cache(self) -> bool:
+        """False for a pattern with local or compressed layers: their caches have no pre-allocated form."""
+        return not self.long_attention
 
     def new_static_cache(self, batch: int, max_length: int, *, dtype: torch.dtype | None = None,
                          device: torch.device | str | None = None) -> StaticKVCache:
         """A pre-allocated cache for `batch` rows of up to `max_length` positions (generation's fast path)."""
+        if self.long_attention:
+            raise ValueError(f"attention_pattern={self.pattern!r} has local or compressed layers, whose caches (a ring "
+                             "buffer, compressed slots) have no static form: use new_cache() (generate picks it "
+                             "when cache_implementation is None or 'dynamic')")
         reference = self.embeddings.token.weight
         d_model = reference.size(1)
         return StaticKVCache(len(self.blocks), batch, self.n_heads, max_length, d_model // self.n_heads,
@@ -126,17 +150,35 @@ class DecoderStack(_Stack):
         positions = self._positions(input_ids, attention_mask, cache, cache_position, names)
         if position_ids is None:
             position_ids = positions[None].expand(input_ids.size(0), -1)
-        if cache is not None and attention_mask is not None:  # the cache's mask is there anyway: no shortcut
-            mask = padding_mask(cache.key_padding(attention_mask))
-        else:
-            mask = token_mask(attention_mask)
+        masks = self._padding_masks(attention_mask, cache)
         x = self.embeddings(input_ids, position_ids)
         x, hidden_states, (attentions, cross_attentions) = self._run(
-            x, lambda block, h: block(h, mask=mask, memory=memory, memory_mask=memory_mask, cache=cache,
-                                      positions=positions, return_weights=output_attentions),
+            x, lambda block, h: block(h, mask=masks[block.layer_index if len(masks) > 1 else 0], memory=memory,
+                                      memory_mask=memory_mask, cache=cache, positions=positions,
+                                      return_weights=output_attentions),
             2, output_attentions, output_hidden_states)
         return DecoderOutput(last_hidden_state=x, hidden_states=hidden_states, attentions=attentions,
                              cross_attentions=cross_attentions if self.blocks[0].cross_attention is not None else None)
+
+    def _padding_masks(self, attention_mask: Tensor | None, cache: KVCache | None) -> list[Tensor | None]:
+        """The (batch, 1, 1, keys) padding mask of each layer, or one for all: without a cache, or when every
+        layer is full attention (the keys of every layer are then all positions: one mask, computed once)."""
+        if cache is None or attention_mask is None:
+            return [token_mask(attention_mask)]
+        if not self.long_attention:  # the cache's mask is there anyway: no shortcut
+            return [padding_mask(cache.key_padding(attention_mask))]
+        return [padding_mask(cache.key_padding(attention_mask, layer)) for layer in range(len(self.blocks))]
+
+    def _check_cache(self, cache: KVCache) -> None:
+        """A stack with local or compressed layers needs the cache `new_cache()` gives it (a full-attention cache
+        would let those layers see every earlier key), and a full-attention stack one without such layers."""
+        kinds = getattr(cache, "kinds", None)
+        if self.long_attention and kinds != self.kinds:
+            raise ValueError(f"attention_pattern={self.pattern!r} needs its own cache, a PatternKVCache of the layer "
+                             f"kinds {self.kinds}, got a {type(cache).__name__}: pass cache=model.new_cache()")
+        if not self.long_attention and kinds is not None and any(kind != "full" for kind in kinds):
+            raise ValueError(f"this model's layers are all full attention but the cache is for the kinds {kinds}: "
+                             "pass cache=model.new_cache()")
 
     def _positions(self, input_ids: Tensor, attention_mask: Tensor | None, cache: KVCache | None,
                    cache_position: Tensor | None, names: tuple[str, str]) -> Tensor:
@@ -145,6 +187,8 @@ class DecoderStack(_Stack):
         if cache is None and cache_position is not None:
             raise ValueError("cache_position names where the new tokens go in a KV cache, and this call has none: "
                              "pass cache=model.new_cache() (or new_static_cache) too, or leave cache_position out")
+        if cache is not None:
+            self._check_cache(cache)
         named = cache_position is not None
         past = cache.length if cache is not None and not named else 0
         self._check_ids(input_ids, past, ids_name, check_values=not named)
@@ -161,9 +205,14 @@ class DecoderCaches:
 
     decoder: DecoderStack
 
-    def new_cache(self) -> DynamicKVCache:
-        """A cache that grows by one position per step."""
+    def new_cache(self) -> DynamicKVCache | PatternKVCache:
+        """A cache that grows by one position per step (a `PatternKVCache` for local or compressed layers)."""
         return self.decoder.new_cache()
+
+    @property
+    def supports_static_cache(self) -> bool:
+        """Whether `new_static_cache` can serve this model (not with local or compressed layers)."""
+        return self.decoder.supports_static_cache
 
     def new_static_cache(self, batch: int, max_length: int, *, dtype: torch.dtype | None = None,
                          device: torch.device | str | None = None) -> StaticKVCache:
