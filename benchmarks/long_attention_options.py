@@ -10,7 +10,7 @@ from pathlib import Path
 # full-explicit: the N x N weights materialised (ModelConfig.attention="explicit"), as the paper's T-D did;
 # local / compressed: every layer L / M; lmlml: the paper's 5-layer T-DMCA pattern.
 KINDS = ("full", "full-explicit", "local", "compressed", "lmlml")
-PATTERNS = {"full": None, "full-explicit": None, "local": "L", "compressed": "M", "lmlml": "LMLML"}
+PATTERNS = {"full": None, "full-explicit": None, "local": "LLLLL", "compressed": "MMMMM", "lmlml": "LMLML"}
 MODES = ("train", "decode")
 MARKER = ".written-by-long_attention"  # the out folder holds this benchmark's files, which it may replace
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "long_attention"

@@ -71,7 +71,7 @@ def memory_ratios(points: list[dict[str, Any]], lengths: list[int], kind: str = 
             if mine and theirs and mine["status"] == theirs["status"] == "ok" and mine["peak_bytes"] > 0:
                 ratio = theirs["peak_bytes"] / mine["peak_bytes"]
                 lines.append(f"- N = {n:,}: {kind} {_mib(mine['peak_bytes'])} against {reference} "
-                             f"{_mib(theirs['peak_bytes'])}: {ratio:.2f}x less")
+                             f"{_mib(theirs['peak_bytes'])}: {reference} / {kind} = {ratio:.2f}")
     return lines
 
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ def side_by_side(names: list[str], losses: list[PositionLoss]) -> str:
     """One row per bucket of the longest window, one column per run (empty past that run's window)."""
     edges = bucket_edges(max(loss.window for loss in losses))
     rows = ["| positions | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in pairwise(edges):
         cells = [f"{loss.per_position[a:b].mean().item():.4f}" if b <= loss.window else "" for loss in losses]
         rows.append(f"| {a:,}-{b:,} | " + " | ".join(cells) + " |")
     rows.append("| window x windows scored | " + " | ".join(f"{x.window:,} x {x.windows}" for x in losses) + " |")
@@ -83,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     text = side_by_side([run.name for run in args.runs], losses)
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({str(run): {"window": x.window, "windows": x.windows, "buckets": x.buckets,
-                                                    "mean": x.mean} for run, x in zip(args.runs, losses)}, indent=1))
+        figures = {str(run): {"window": x.window, "windows": x.windows, "buckets": x.buckets, "mean": x.mean}
+                   for run, x in zip(args.runs, losses, strict=True)}
+        args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 

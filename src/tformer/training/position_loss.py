@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ class PositionLoss:
     @property
     def buckets(self) -> list[tuple[int, int, float]]:
         """(start, end, mean loss) of every bucket; each position counts once per window."""
-        return [(a, b, self.per_position[a:b].mean().item()) for a, b in zip(self.edges, self.edges[1:])]
+        return [(a, b, self.per_position[a:b].mean().item()) for a, b in pairwise(self.edges)]
 
     @property
     def mean(self) -> float:
@@ -76,7 +77,7 @@ def position_losses(model: nn.Module, tokens: Tensor, window: int, *, batch_size
     if count < 1:
         raise ValueError(f"max_windows={max_windows} must be at least 1")
     edges = edges or bucket_edges(window)
-    if edges[0] != 0 or edges[-1] != window or any(a >= b for a, b in zip(edges, edges[1:])):
+    if edges[0] != 0 or edges[-1] != window or any(a >= b for a, b in pairwise(edges)):
         raise ValueError(f"edges={edges} must rise from 0 to the window {window}, e.g. {bucket_edges(window)}")
     inputs = tokens[: count * window].view(count, window)
     targets = tokens[1: count * window + 1].view(count, window)
