@@ -19,11 +19,12 @@ from torch import Tensor, nn
 
 
 def bucket_edges(window: int, first: int = 512) -> list[int]:
-    """0, first, then 2k, 4k, 8k, ... (doubling from 2,048), ending at `window`: [0, 512, 2048, 4096] for 4,096."""
+    """0, first, then 4 * first doubling (2k, 4k, 8k, ... for first=512), ending at `window`: [0, 512, 2048, 4096]
+    for 4,096."""
     if window < 1 or first < 1:
         raise ValueError(f"window={window} and first={first} must be at least 1")
     edges = [0, min(first, window)]
-    step = max(2048, 2 * first)
+    step = 4 * first
     while edges[-1] < window:
         edges.append(min(step, window))
         step *= 2
