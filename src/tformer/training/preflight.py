@@ -18,7 +18,7 @@ from tformer.training.objectives import objective_class
 from tformer.training.recipe import Recipe, check_recipe
 
 FAMILY_OF_MODEL_TYPE = {"gpt2": "gpt", "openai-gpt": "gpt", "bert": "bert", "marian": "encoder-decoder",
-                        "tformer-rnnsearch": "rnn"}
+                        "tformer-rnnsearch": "rnn", "tformer-tdmca": "gpt"}
 
 
 def check_before_data(recipe: Recipe) -> None:
