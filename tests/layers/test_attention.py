@@ -329,3 +329,29 @@ def test_mha_cross_attention_cache_computes_keys_once() -> None:
         third, _ = attention(x, memory * 10, cache=cache)
     assert cache.cross_keys_values[0] is stored
     assert torch.equal(first, second) and torch.equal(first, third)
+
+
+def test_full_attention_has_its_own_uncached_causal_attention_and_forward_uses_it() -> None:
+    attention = MultiHeadAttention(HEADS * HEAD_DIM, HEADS).eval()
+    q, k, v = _qkv(6, 6, seed=5)
+    padding = torch.tensor([[True] * 6, [False, False, True, True, True, True]])  # row 1: left padding
+    out, weights = attention.attend_uncached(q, k, v, padding, explicit=True)
+    expected_out, expected_weights = scaled_dot_product_attention(q, k, v, causal_mask(6, 6) & padding[:, None, None])
+    torch.testing.assert_close(out, expected_out)
+    torch.testing.assert_close(weights, expected_weights)
+    assert torch.all(weights.triu(1) == 0) and torch.all(weights[1, :, :, :2] == 0)
+    fast, no_weights = attention.attend_uncached(q, k, v, padding, explicit=False)
+    torch.testing.assert_close(fast, out, atol=1e-5, rtol=1e-5)
+    assert no_weights is None
+    unpadded, _ = attention.attend_uncached(q, k, v, None, explicit=False)
+    torch.testing.assert_close(unpadded, attention.attend_uncached(q, k, v, None, explicit=True)[0], atol=1e-5,
+                               rtol=1e-5)
+    calls = []
+    original = attention.attend_uncached
+    attention.attend_uncached = lambda *args: (calls.append(args[3]), original(*args))[1]
+    x = torch.randn(BATCH, 6, HEADS * HEAD_DIM)
+    attention(x, is_causal=True)
+    attention(x, mask=padding_mask(padding.long()), is_causal=True)
+    attention(x)  # not causal (an encoder): the general path
+    attention(x, mask=causal_mask(6, 6)[None, None], is_causal=True)  # a mask that is no key padding: general path
+    assert len(calls) == 2 and calls[0] is None and torch.equal(calls[1], padding)

@@ -364,3 +364,24 @@ def test_recurrent_cache_reorder_moves_the_state_and_the_encoder_keys(parts: int
         assert torch.equal(stored, original[:, rows])
     moved_keys, moved_memory = cache.cross(0, lambda: pytest.fail("computed twice"))
     assert torch.equal(moved_keys, keys[rows]) and torch.equal(moved_memory, memory[rows])
+
+
+def test_the_counting_caches_share_length_and_key_length() -> None:
+    from tformer.layers.cache import CountingKVCache
+    from tformer.layers.compressed_attention import KeyValueCompression
+    from tformer.layers.compressed_cache import CompressedKVCache
+    from tformer.layers.local_cache import LocalKVCache
+    from tformer.layers.pattern_cache import PatternKVCache
+
+    compress = KeyValueCompression(8, 2, 3)
+    caches = {"dynamic": DynamicKVCache(2), "local": LocalKVCache(2, 4, 1),
+              "compressed": CompressedKVCache(2, 3, [None, compress]),  # counts its first compressed layer, 1
+              "pattern": PatternKVCache(("local", "compressed"), block_size=4, look_back=1, compression=3,
+                                        compressors=[None, compress])}
+    for name, cache in caches.items():
+        assert isinstance(cache, CountingKVCache) and cache.length == 0 and cache.key_length(2) == 2, name
+        keys = torch.randn(1, 2, 5, 4)
+        cache.update(1 if name == "compressed" else 0, keys, keys, torch.arange(5))
+        assert cache.length == 5 and cache.key_length(2) == 7, name
+    static = StaticKVCache(1, 1, 2, 8, 4)
+    assert not isinstance(static, CountingKVCache) and static.key_length(2) == 8

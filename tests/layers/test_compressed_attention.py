@@ -209,3 +209,6 @@ def test_each_key_slot_is_named_by_the_tokens_it_summarises() -> None:
     assert compressed_key_labels(tokens, 3, with_text=False) == ["first (token 0)", "tokens 0–2", "tokens 3–5"]
     assert compressed_key_labels(tokens[:3], 1, with_text=False) == ["token 0", "token 1", "token 2"]
     assert compressed_key_labels(tokens[:2], 3) == ["first (token 0: the)"]
+    pieces = ["the", " cat", " sat", " on", " the", " mat"]  # byte-level BPE: each piece carries its space
+    assert compressed_key_labels(pieces, 3, separator="") == [
+        "first (token 0: the)", "tokens 0–2: the cat sat", "tokens 3–5: on the mat"]

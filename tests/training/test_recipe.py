@@ -47,6 +47,23 @@ def test_bad_keys_and_values_are_one_line_errors(override: str, message: str) ->
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(("override", "field"), [
+    ("--model.attention_pattern=LMLML", "attention_pattern"),
+    ("--model.n_layers=5", "n_layers"),
+    ("--model.lm_weight=0", "lm_weight"),  # also a task option, but under model it means the config's
+    ("--train.dropout=0", "dropout"),
+])
+def test_a_model_config_field_outside_model_config_names_model_config(override: str, field: str) -> None:
+    with pytest.raises(OptionError) as caught:
+        load_recipe("gpt-shakespeare-char", [override])
+    key = override[2:].split("=")[0]
+    assert str(caught.value) == (f"unknown recipe key '{key}'; {field} is a ModelConfig field: write "
+                                 f"--model.config.{field}=VALUE (in a YAML file, under model: config:)")
+    recipe = load_recipe("gpt-shakespeare-char", ["--model.config.n_layers=5",
+                                                  "--model.config.attention_pattern=LMLML"])
+    assert recipe.model.config["attention_pattern"] == "LMLML"  # where the hint points, the recipe loads
+
+
 def test_unknown_recipe_names_the_shipped_ones(tmp_path) -> None:
     with pytest.raises(OptionError, match="shipped: .*gpt-shakespeare-char"):
         load_recipe("no-such-recipe")

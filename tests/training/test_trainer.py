@@ -86,6 +86,8 @@ def test_tformer_train_runs_a_recipe_and_resumes(make_recipe, tmp_path, capsys) 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["train", "gpt-shakespeare-char", "--train.lrr=1"], "did you mean 'train.lr'?"),
+    (["train", "gpt-shakespeare-char", "--model.attention_pattern=LMLML"],
+     "attention_pattern is a ModelConfig field: write --model.config.attention_pattern=VALUE"),
     (["train", "gpt-shakespeare-char", "--data.batch_size=many"], "data.batch_size='many' must be an integer"),
     (["train", "gpt-shakespeare-char", "stray"], "unrecognised argument 'stray'"),
     (["train", "no-such-recipe"], "is neither a file nor a shipped recipe"),

@@ -39,6 +39,17 @@ def gpt() -> tuple[tformer.TransformerModel, Tokenizer]:
 
 
 @pytest.fixture(scope="session")
+def tdmca(gpt: tuple) -> tuple[tformer.TransformerModel, Tokenizer]:
+    """The gpt fixture's tokenizer with a 2-layer T-DMCA: a local layer (blocks of 4, one block back), then a
+    memory-compressed one (compression 3)."""
+    _, tok = gpt
+    config = ModelConfig.preset("gpt2-tiny", vocab_size=len(tok), bos_token_id=tok.eos_token_id,
+                                eos_token_id=tok.eos_token_id, attention_pattern="LM", local_block_size=4,
+                                compression=3)
+    return randomize(tformer.build_model(config), seed=4), tok
+
+
+@pytest.fixture(scope="session")
 def translator() -> tuple[tformer.TransformerModel, Tokenizer]:
     """A word tokenizer: [PAD] 0, [UNK] 1, [BOS] 2 (the decoder's start), [EOS] 3."""
     tok = Tokenizer.train(iter(ENGLISH + GERMAN), kind="word")
@@ -76,3 +87,8 @@ def gpt_dir(tmp_path_factory: pytest.TempPathFactory, gpt: tuple) -> Path:
 @pytest.fixture(scope="session")
 def translator_dir(tmp_path_factory: pytest.TempPathFactory, translator: tuple) -> Path:
     return _saved(tmp_path_factory.mktemp("translator"), *translator)
+
+
+@pytest.fixture(scope="session")
+def tdmca_dir(tmp_path_factory: pytest.TempPathFactory, tdmca: tuple) -> Path:
+    return _saved(tmp_path_factory.mktemp("tdmca"), *tdmca)

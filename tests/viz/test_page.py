@@ -239,3 +239,41 @@ def test_hovering_a_line_reads_out_its_weight(page):
     page.dispatch_event(f"#lines line[data-head='{head}'][data-query='{query}'][data-key='{key}']", "mouseover")
     weight = np.asarray(VIEWS[0].weights)[0, head, query, key]
     assert page.text_content("#line-info") == f"head {head}: {SENTENCE_A[query]} \u2192 {SENTENCE_A[key]} = {weight:g}"
+
+
+COMPRESSED_KEYS = ["first (token 0: a)", "tokens 0–2: a b c", "tokens 3–5: d e f"]
+COMPRESSED = AttentionView("self-attention", list("abcdef"), list("abcdef"),
+                           [attention(6, 6, seed=3)[0], attention(6, 3, seed=4)[1]],
+                           layer_keys={1: COMPRESSED_KEYS}, layer_kinds={0: "local", 1: "compressed"})
+
+
+def test_a_compressed_layer_shows_its_slots_as_keys(browser, tmp_path, problems):
+    url = write_attention_page(tmp_path / "compressed.html", [COMPRESSED]).resolve().as_uri()
+    page = browser.new_page()
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("#lines line", state="attached")
+
+    def keys() -> list[str]:
+        return page.eval_on_selector_all("#key-column .token", "ts => ts.map(t => t.textContent)")
+
+    def lines_of(layer: int, key=None) -> set[tuple[int, int, int]]:
+        found = np.argwhere(np.asarray(COMPRESSED.weights[layer]) > 0.01)
+        return {(int(h), int(q), int(k)) for h, q, k in found if key is None or k == key}
+
+    assert page.eval_on_selector_all("#layer-select option", "os => os.map(o => o.textContent)") == [
+        "0 (local)", "1 (compressed)"]
+    assert keys() == list("abcdef") and drawn(page) == lines_of(0)
+    page.select_option("#layer-select", "1")
+    assert keys() == COMPRESSED_KEYS and drawn(page) == lines_of(1)
+    page.hover("#key-column .token[data-index='2']")
+    assert drawn(page) == lines_of(1, key=2)
+    page.mouse.move(0, 0)
+    head, query, key = min(lines_of(1))
+    page.dispatch_event(f"#lines line[data-head='{head}'][data-query='{query}'][data-key='{key}']", "mouseover")
+    assert f"\u2192 {COMPRESSED_KEYS[key]} = " in page.text_content("#line-info")
+    page.select_option("#layer-select", "0")
+    assert keys() == list("abcdef") and drawn(page) == lines_of(0)
+    page.close()
+    assert problems == []

@@ -44,18 +44,15 @@ def _attention(args: argparse.Namespace) -> None:
 
         if view.name == "cross-attention" and args.head is None:
             path = plot_alignment(view, out, layer=args.layer)
-            heads = "mean over heads" if view.weights.shape[1] > 1 else "its one head"
-            print(f"wrote {path}: {view.name} alignment, layer {args.layer % _layers(view)}, {heads}")
+            heads = "mean over heads" if view.n_heads > 1 else "its one head"
+            print(f"wrote {path}: {view.name} alignment, layer {view.layer_name(args.layer % view.n_layers)}, {heads}")
             return
         head = 0 if args.head is None else args.head
         path = plot_attention(view, args.layer, head, out)
     except ImportError as error:
         raise _viz_error(error) from None
-    print(f"wrote {path}: {view.name}, layer {args.layer % _layers(view)}, head {head % view.weights.shape[1]}")
-
-
-def _layers(view: Any) -> int:
-    return int(view.weights.shape[0])
+    print(f"wrote {path}: {view.name}, layer {view.layer_name(args.layer % view.n_layers)}, "
+          f"head {head % view.n_heads}")
 
 
 def _pick_view(views: list, wanted: str | None) -> Any:
@@ -110,7 +107,8 @@ def add_viz_commands(commands: Any) -> None:  # argparse's _SubParsersAction has
     attention = kinds.add_parser(
         "attention", help="attention weights of a model folder on a text: a heatmap (.png, .svg) or the page (.html)",
         description="Run the model on TEXT and draw its attention. FILE.png / FILE.svg: a heatmap of one layer "
-                    "and head (tokens on both axes); for an encoder-decoder, --view cross without --head draws the "
+                    "and head (tokens on both axes; a T-DMCA's compressed layer has its slots as keys, 'tokens 0–2: "
+                    "...'); for an encoder-decoder, --view cross without --head draws the "
                     "translation's alignment (the layer's heads averaged; an RNN's one view, its alignment, is the "
                     "default). FILE.html: the interactive page with "
                     "every view, layer and head.")

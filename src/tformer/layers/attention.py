@@ -5,8 +5,9 @@ broadcastable to (batch, heads, queries, keys). Hugging Face style 1/0 attention
 such masks through `padding_mask`.
 
 `MultiHeadAttention.kind` names which keys a self-attention query sees: "full" (every earlier key, here), or the
-T-DMCA's "local" and "compressed" (Liu et al. 2018), the subclasses in `layers/pattern_attention.py`, which
-replace only the uncached attention (`attend_uncached`). With a cache every kind attends the same way: the cache
+T-DMCA's "local" and "compressed" (Liu et al. 2018), the subclasses in `layers/pattern_attention.py`. Causal
+self-attention without a cache is each kind's `attend_uncached` (full attention's is here); the subclasses replace
+only that. With a cache every kind attends the same way: the cache
 returns the keys, values and visibility mask, and the masked path below does the rest.
 """
 
@@ -173,7 +174,8 @@ class MultiHeadAttention(nn.Module):
                     raise ValueError("attention with a cache needs `positions`, the positions of the new tokens")
                 k, v, visible = cache.update(self.layer_index, k, v, positions)
                 mask, is_causal = (visible if mask is None else mask & visible), False
-            elif self.kind != "full":
+            elif self.kind != "full" or (is_causal and is_key_padding(mask, q.size(-2))):
+                # causal self-attention of this layer's kind (a full layer with a mask of another shape: below)
                 out, weights = self.attend_uncached(q, k, v, key_padding_of(mask, q.size(0), q.size(-2)),
                                                     return_weights or self.implementation == "explicit")
                 return self._merge_heads(out, x), (weights if return_weights else None)
@@ -196,9 +198,23 @@ class MultiHeadAttention(nn.Module):
     def attend_uncached(self, q: Tensor, k: Tensor, v: Tensor, key_padding: Tensor | None, explicit: bool
                         ) -> tuple[Tensor, Tensor | None]:
         """Causal self-attention of this layer's kind over positions 0..N-1 without a cache: q, k, v (batch, heads,
-        N, head_dim), key_padding (batch, N) bool or None -> (out, weights when `explicit`). The local and
-        compressed kinds define it; full attention takes the general path in `forward`."""
-        raise NotImplementedError(f"{type(self).__name__} (kind {self.kind!r}) has no attend_uncached")
+        N, head_dim), key_padding (batch, N) bool or None -> (out, weights when `explicit`). Full attention: every
+        key at or before the query; with no padding and no weights asked, torch's causal kernel (its fastest). The
+        local and compressed kinds replace it (`layers/pattern_attention.py`)."""
+        dropout_p = self.dropout if self.training else 0.0
+        if key_padding is None and not explicit:
+            return fused_attention(q, k, v, is_causal=True, dropout_p=dropout_p), None
+        mask = causal_mask(q.size(-2), k.size(-2), q.device)
+        if key_padding is not None:
+            mask = mask & key_padding.bool()[:, None, None, :]
+        if explicit:
+            return scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p)
+        return fused_attention(q, k, v, mask, dropout_p=dropout_p), None
+
+
+def is_key_padding(mask: Tensor | None, length: int) -> bool:
+    """True for no mask or a (batch, 1, 1, length) padding mask: the masks `attend_uncached` takes as key padding."""
+    return mask is None or (mask.dim() == 4 and mask.size(1) == 1 and mask.size(2) == 1 and mask.size(-1) == length)
 
 
 def key_padding_of(mask: Tensor | None, batch: int, length: int) -> Tensor | None:

@@ -27,9 +27,12 @@ Two levels of one contract. `DecoderCache`, what every cache answers and what ge
 Behind `KVCache`: `DynamicKVCache` (grows in place in a buffer with room to spare; keys are positions
 0..length-1) and `StaticKVCache` (pre-allocated (batch, heads, max_length, head_dim) buffers written in place at
 `positions`: fixed shapes and no host sync per step, which is what torch.compile needs).
-Neither models nor layers know which one they hold. Behind `DecoderCache` directly: `RecurrentCache`, the RNN
-decoder's state after the tokens it has read (a recurrent decoder keeps no keys of its own past: its state is
-all of it).
+Neither models nor layers know which one they hold. Every `KVCache` here but the static one is a `CountingKVCache`: it
+counts each layer's stored positions, and its `length` and `key_length` are written once there.
+`rows_of`, `differentiable` and `grown_buffer` are the helpers the caches share (a pair's rows for beam search;
+whether autograd records through the keys, so a write must not be in place; a buffer with room to grow).
+Behind `DecoderCache` directly: `RecurrentCache`, the RNN decoder's state after the tokens it has read (a recurrent
+decoder keeps no keys of its own past: its state is all of it).
 
 A new cache kind is a new subclass, nothing else changes. The T-DMCA's (Liu et al. 2018), each reading its
 visibility rule from `layers/windows.py`:
@@ -78,7 +81,7 @@ class DecoderCache(ABC):
 
     def reorder(self, rows: Tensor) -> None:
         """Keep the rows named by `rows` (beam search: each surviving beam takes its parent's cache)."""
-        self.cross_keys_values = [_rows_of(kv, rows) for kv in self.cross_keys_values]
+        self.cross_keys_values = [rows_of(kv, rows) for kv in self.cross_keys_values]
 
 
 class KVCache(DecoderCache):
@@ -132,7 +135,8 @@ class RecurrentCache(DecoderCache):
             self.state = tuple(part.index_select(1, rows) for part in self.state)
 
 
-def _rows_of(keys_values: KeysValues | None, rows: Tensor) -> KeysValues | None:
+def rows_of(keys_values: KeysValues | None, rows: Tensor) -> KeysValues | None:
+    """The rows named by `rows` (batch axis 0) of a (keys, values) pair; None stays None."""
     return None if keys_values is None else (keys_values[0].index_select(0, rows), keys_values[1].index_select(0, rows))
 
 
@@ -141,7 +145,27 @@ def visible_keys(key_positions: Tensor, positions: Tensor) -> Tensor:
     return (key_positions[None, :] <= positions[:, None])[None, None]
 
 
-class DynamicKVCache(KVCache):
+class CountingKVCache(KVCache):
+    """A cache that counts the positions each layer has stored (`lengths`, one int per layer) and whose 1/0
+    attention_mask spans every position so far: `length` is the count of layer `length_layer` (0 unless a subclass
+    names another), `key_length(new)` is length + new. The dynamic, local, compressed and pattern caches are such;
+    the static one (its mask spans max_length) is not."""
+
+    length_layer = 0
+
+    def __init__(self, n_layers: int) -> None:
+        super().__init__(n_layers)
+        self.lengths = [0] * n_layers
+
+    @property
+    def length(self) -> int:
+        return self.lengths[self.length_layer] if self.lengths else 0
+
+    def key_length(self, new: int) -> int:
+        return self.length + new
+
+
+class DynamicKVCache(CountingKVCache):
     """A cache that grows: per layer, keys and values (batch, heads, positions so far, head_dim).
 
     Key i is position i, so the new tokens continue the stored ones: `positions` must be length, length + 1, ...
@@ -157,27 +181,20 @@ class DynamicKVCache(KVCache):
         super().__init__(n_layers)
         self.buffers: list[KeysValues | None] = [None] * n_layers  # (batch, heads, capacity, head_dim) each
         self.spares: list[KeysValues | None] = [None] * n_layers  # reorder's destination, swapped with buffers
-        self.lengths = [0] * n_layers
-
-    @property
-    def length(self) -> int:
-        return self.lengths[0] if self.lengths else 0
-
-    def key_length(self, new: int) -> int:
-        return self.length + new
 
     def update(self, layer: int, keys: Tensor, values: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         start, end = self.lengths[layer], self.lengths[layer] + keys.size(-2)
         stored = self.buffers[layer]
         visible = visible_keys(torch.arange(end, device=keys.device), positions)
-        if _differentiable(keys, values):
+        if differentiable(keys, values):
             if stored is not None:
                 keys = torch.cat([stored[0][:, :, :start], keys], dim=-2)
                 values = torch.cat([stored[1][:, :, :start], values], dim=-2)
             self.buffers[layer], self.lengths[layer] = (keys, values), end
             return keys, values, visible
         if stored is None or end > stored[0].size(-2):
-            stored = self.buffers[layer] = (_grown(stored, keys, start, end), _grown(stored, values, start, end, 1))
+            stored = self.buffers[layer] = (grown_buffer(stored, keys, start, end),
+                                            grown_buffer(stored, values, start, end, 1))
         stored[0][:, :, start:end].copy_(keys)
         stored[1][:, :, start:end].copy_(values)
         self.lengths[layer] = end
@@ -186,8 +203,8 @@ class DynamicKVCache(KVCache):
     def reorder(self, rows: Tensor) -> None:
         super().reorder(rows)
         for layer, stored in enumerate(self.buffers):
-            if stored is None or _differentiable(*stored):
-                self.buffers[layer] = _rows_of(stored, rows)
+            if stored is None or differentiable(*stored):
+                self.buffers[layer] = rows_of(stored, rows)
                 continue
             spare = self.spares[layer]
             if spare is None or spare[0].shape[1:] != stored[0].shape[1:] or spare[0].size(0) != rows.numel():
@@ -199,11 +216,12 @@ class DynamicKVCache(KVCache):
             self.buffers[layer], self.spares[layer] = spare, stored
 
 
-def _differentiable(keys: Tensor, values: Tensor) -> bool:
+def differentiable(keys: Tensor, values: Tensor) -> bool:
+    """True when autograd records through these keys/values: a cache must then concatenate, not write in place."""
     return torch.is_grad_enabled() and (keys.requires_grad or values.requires_grad)
 
 
-def _grown(stored: KeysValues | None, new: Tensor, start: int, end: int, which: int = 0) -> Tensor:
+def grown_buffer(stored: KeysValues | None, new: Tensor, start: int, end: int, which: int = 0) -> Tensor:
     """A buffer with room for `end` positions and GROWTH more, holding the first `start` positions of `stored`."""
     batch, heads, _, head_dim = new.shape
     capacity = end + DynamicKVCache.GROWTH

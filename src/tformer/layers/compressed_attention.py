@@ -118,15 +118,18 @@ def compressed_attention(
     return fused_attention(q, keys, values, mask, dropout_p=dropout_p), None
 
 
-def compressed_key_labels(tokens: list[str], compression: int, *, with_text: bool = True) -> list[str]:
+def compressed_key_labels(tokens: list[str], compression: int, *, with_text: bool = True,
+                          separator: str = " ") -> list[str]:
     """A name for each key slot of a compressed layer over `tokens`: "first (token 0: the)" (when c > 1), then
-    "tokens 0–2: the cat sat", "tokens 3–5: ..." (with_text=False: "first (token 0)", "tokens 0–2")."""
+    "tokens 0–2: the cat sat", "tokens 3–5: ..." (with_text=False: "first (token 0)", "tokens 0–2"). A slot's
+    text is its tokens joined by `separator`, stripped: " " for words, "" for pieces that carry their own spaces
+    (byte-level BPE's " cat", characters)."""
     check_compression(compression)
     if not tokens:
         return []
 
     def text(start: int, end: int) -> str:
-        return ": " + " ".join(tokens[start : end + 1]) if with_text else ""
+        return ": " + separator.join(tokens[start : end + 1]).strip() if with_text else ""
 
     labels = [] if compression == 1 else [f"first (token 0{text(0, 0)})"]
     for start in range(0, len(tokens) - compression + 1, compression):

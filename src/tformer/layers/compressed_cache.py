@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tformer.layers.cache import KeysValues, KVCache, _differentiable, _grown, _rows_of
+from tformer.layers.cache import CountingKVCache, KeysValues, differentiable, grown_buffer, rows_of
 from tformer.layers.compressed_attention import KeyValueCompression, check_compression, compressed_key_padding
 from tformer.layers.windows import compressed_visible
 
 
-class CompressedKVCache(KVCache):
+class CompressedKVCache(CountingKVCache):
     """The compressed layers' cache: per layer, the slots [first ; compressed] (batch, heads, first + slots,
     head_dim) and the raw keys/values of the unfinished group (batch, heads, < c, head_dim).
 
@@ -40,15 +40,7 @@ class CompressedKVCache(KVCache):
         self.buffers: list[KeysValues | None] = [None] * n_layers  # [first ; slots] with room to spare
         self.filled = [0] * n_layers  # first + slots held in the buffer
         self.pending: list[KeysValues | None] = [None] * n_layers  # the unfinished group's raw keys/values
-        self.lengths = [0] * n_layers
-        self.length_layer = next((i for i, c in enumerate(compressors) if c is not None), 0)
-
-    @property
-    def length(self) -> int:
-        return self.lengths[self.length_layer] if self.lengths else 0
-
-    def key_length(self, new: int) -> int:
-        return self.length + new
+        self.length_layer = next((i for i, c in enumerate(compressors) if c is not None), 0)  # the first it keeps
 
     def key_padding(self, attention_mask: Tensor, layer: int = 0) -> Tensor:
         """(batch, length + new) 1/0 token mask -> (batch, first + slots after this step): the first slot is
@@ -92,15 +84,15 @@ class CompressedKVCache(KVCache):
         if start == end and stored is not None:  # no group completed: nothing to write
             return stored[0][:, :, :end], stored[1][:, :, :end]
         # Under autograd a step that completes no group still must not write into slots the backward needs.
-        if _differentiable(keys, values) or (stored is not None and _differentiable(*stored)):
+        if differentiable(keys, values) or (stored is not None and differentiable(*stored)):
             if stored is not None:
                 keys = torch.cat([stored[0][:, :, :start], keys], dim=2)
                 values = torch.cat([stored[1][:, :, :start], values], dim=2)
             self.buffers[layer] = (keys, values)
             return keys, values
         if stored is None or end > stored[0].size(2):
-            stored = self.buffers[layer] = (_grown(stored, keys, start, end),
-                                            _grown(stored, values, start, end, 1))
+            stored = self.buffers[layer] = (grown_buffer(stored, keys, start, end),
+                                            grown_buffer(stored, values, start, end, 1))
         stored[0][:, :, start:end].copy_(keys)
         stored[1][:, :, start:end].copy_(values)
         return stored[0][:, :, :end], stored[1][:, :, :end]
@@ -111,5 +103,5 @@ class CompressedKVCache(KVCache):
             stored = self.buffers[layer]
             if stored is not None:
                 filled = self.filled[layer]  # the rest of the buffer is free room
-                self.buffers[layer] = _rows_of((stored[0][:, :, :filled], stored[1][:, :, :filled]), rows)
-            self.pending[layer] = _rows_of(self.pending[layer], rows)
+                self.buffers[layer] = rows_of((stored[0][:, :, :filled], stored[1][:, :, :filled]), rows)
+            self.pending[layer] = rows_of(self.pending[layer], rows)

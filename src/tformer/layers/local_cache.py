@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tformer.layers.cache import KeysValues, KVCache, _rows_of
+from tformer.layers.cache import CountingKVCache, KeysValues, rows_of
 from tformer.layers.local_attention import check_local_window
 from tformer.layers.windows import local_visible
 
 
-class LocalKVCache(KVCache):
+class LocalKVCache(CountingKVCache):
     """The ring-buffer cache of local attention (T-DMCA "L" layers): per layer, keys and values
     (batch, heads, W, head_dim) with W = (look_back + 1) * block_size, and `held` (W,), the position in each slot.
 
@@ -33,14 +33,6 @@ class LocalKVCache(KVCache):
         self.window = (look_back + 1) * block_size
         self.rings: list[KeysValues | None] = [None] * n_layers  # (batch, heads, W, head_dim) each
         self.held = [torch.full((self.window,), -1, dtype=torch.long) for _ in range(n_layers)]
-        self.lengths = [0] * n_layers
-
-    @property
-    def length(self) -> int:
-        return self.lengths[0] if self.lengths else 0
-
-    def key_length(self, new: int) -> int:
-        return self.length + new
 
     def key_padding(self, attention_mask: Tensor, layer: int = 0) -> Tensor:
         """The 1/0 token mask (batch, positions so far + new) -> (batch, W + new), laid out like `update`'s keys:
@@ -72,4 +64,4 @@ class LocalKVCache(KVCache):
 
     def reorder(self, rows: Tensor) -> None:
         super().reorder(rows)
-        self.rings = [_rows_of(ring, rows) for ring in self.rings]
+        self.rings = [rows_of(ring, rows) for ring in self.rings]

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from tformer.layers.cache import DynamicKVCache, KVCache
+from tformer.layers.cache import CountingKVCache, DynamicKVCache, KVCache
 from tformer.layers.compressed_attention import KeyValueCompression
 from tformer.layers.compressed_cache import CompressedKVCache
 from tformer.layers.local_cache import LocalKVCache
 from tformer.layers.pattern_attention import ATTENTION_KINDS
 
 
-class PatternKVCache(KVCache):
+class PatternKVCache(CountingKVCache):
     """A cache per attention kind of a layer pattern ("full", "local", "compressed" per layer, e.g. the paper's
     LMLML): a `DynamicKVCache` for the full layers, a `LocalKVCache` (ring buffer) for the local ones, a
     `CompressedKVCache` for the compressed ones, each sized for all layers and called only by its own.
@@ -41,14 +41,6 @@ class PatternKVCache(KVCache):
                     "local": lambda: LocalKVCache(n_layers, block_size, look_back),
                     "compressed": lambda: CompressedKVCache(n_layers, compression, list(compressors))}
         self.caches: dict[str, KVCache] = {kind: builders[kind]() for kind in ATTENTION_KINDS if kind in self.kinds}
-        self.lengths = [0] * n_layers
-
-    @property
-    def length(self) -> int:
-        return self.lengths[0] if self.lengths else 0
-
-    def key_length(self, new: int) -> int:
-        return self.length + new
 
     def key_padding(self, attention_mask: Tensor, layer: int = 0) -> Tensor:
         return self.caches[self.kinds[layer]].key_padding(attention_mask, layer)

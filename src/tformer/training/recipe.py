@@ -309,7 +309,8 @@ def load_recipe(name_or_path: str | os.PathLike[str] | dict[str, Any], overrides
 
 
 def _check_sections(mapping: dict[str, Any]) -> None:
-    """A key written under the wrong section (`train.keep_checkpoints`) names the section it belongs to."""
+    """A key written under the wrong section (`train.keep_checkpoints`) names the section it belongs to; a
+    ModelConfig field outside model.config (`model.attention_pattern`) names model.config."""
     classes = {"model": ModelOptions, "data": DataOptions, "train": TrainOptions, "eval": EvalOptions,
                "out": OutputOptions, "task": TaskOptions}
     for section, values in mapping.items():
@@ -317,6 +318,10 @@ def _check_sections(mapping: dict[str, Any]) -> None:
             continue
         for key in values:
             home = [name for name, cls in classes.items() if key in cls.__dataclass_fields__]
+            model_field = key in ModelConfig.__dataclass_fields__ and section not in home
+            if model_field and (section == "model" or not home):  # `--model.attention_pattern=LMLML`
+                raise OptionError(f"unknown recipe key '{section}.{key}'; {key} is a ModelConfig field: write "
+                                  f"--model.config.{key}=VALUE (in a YAML file, under model: config:)")
             if home and section not in home:
                 raise OptionError(f"unknown recipe key '{section}.{key}'; {key} is an option of {home[0]}: write "
                                   f"--{home[0]}.{key}=VALUE (in a YAML file, under {home[0]}:)")

@@ -1,4 +1,8 @@
-"""Attention as pictures: one head's weights as a heatmap, and a translation's cross-attention alignment."""
+"""Attention as pictures: one head's weights as a heatmap, and a translation's cross-attention alignment.
+
+A layer's keys are the view's `keys_of(layer)`: the tokens, or for a memory-compressed layer its slots, each named
+by the tokens it summarises ("first (token 0: the)", "tokens 0–2: the cat sat", ...).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tformer.viz.figure import DPI, image_path, inches_for, new_figure, plain_text, save_figure
-from tformer.viz.page import AttentionView
-
-
-def view_weights(view: AttentionView) -> np.ndarray:
-    """The view's weights as a (layers, heads, queries, keys) float numpy array, shape-checked against its tokens."""
-    weights = view.weights
-    weights = np.asarray(weights.detach().cpu().float() if hasattr(weights, "detach") else weights, dtype=np.float64)
-    expected = (len(view.query_tokens), len(view.key_tokens))
-    if weights.ndim != 4 or weights.shape[2:] != expected:
-        raise ValueError(f"view {view.name!r} has weights of shape {weights.shape}; expected (layers, heads, "
-                         f"{expected[0]}, {expected[1]}) for its {expected[0]} query and {expected[1]} key tokens")
-    return weights
+from tformer.viz.page import AttentionView, layer_weights
 
 
 def check_index(index: int, count: int, what: str, view: AttentionView) -> int:
@@ -38,11 +31,11 @@ def plot_attention(view: AttentionView, layer: int, head: int, path: str | Path,
     """A heatmap of one head's weights: key tokens along x, query tokens along y (row i: where token i looks),
     with a colour bar. layer and head count from 0; -1 is the last. figsize defaults to `heatmap_size`."""
     image_path(path)
-    weights = view_weights(view)
-    layer = check_index(layer, weights.shape[0], "layer", view)
-    head = check_index(head, weights.shape[1], "head", view)
-    title = f"{view.name}: layer {layer}, head {head}"
-    return _heatmap(weights[layer, head], view, title, path, figsize, dpi)
+    layers = layer_weights(view)
+    layer = check_index(layer, len(layers), "layer", view)
+    head = check_index(head, layers[layer].shape[0], "head", view)
+    title = f"{view.name}: layer {view.layer_name(layer)}, head {head}"
+    return _heatmap(layers[layer][head], view.query_tokens, view.keys_of(layer), title, path, figsize, dpi)
 
 
 def plot_alignment(view: AttentionView, path: str | Path, *, layer: int = -1,
@@ -51,24 +44,24 @@ def plot_alignment(view: AttentionView, path: str | Path, *, layer: int = -1,
     source tokens along x, target (decoder) tokens along y. Row i is where the decoder looks while reading
     target token i to choose token i + 1."""
     image_path(path)
-    weights = view_weights(view)
-    layer = check_index(layer, weights.shape[0], "layer", view)
-    heads = weights.shape[1]
-    title = f"{view.name}: layer {layer}" + (f", mean of {heads} heads" if heads > 1 else "")  # RNNsearch: 1 head
-    return _heatmap(weights[layer].mean(axis=0), view, title, path, figsize, dpi,
+    layers = layer_weights(view)
+    layer = check_index(layer, len(layers), "layer", view)
+    heads = layers[layer].shape[0]
+    title = f"{view.name}: layer {view.layer_name(layer)}" + (f", mean of {heads} heads" if heads > 1 else "")
+    return _heatmap(layers[layer].mean(axis=0), view.query_tokens, view.keys_of(layer), title, path, figsize, dpi,
                     xlabel="source token (key)", ylabel="target token (query)")
 
 
-def _heatmap(matrix: np.ndarray, view: AttentionView, title: str, path: str | Path,
+def _heatmap(matrix: np.ndarray, queries: list[str], keys: list[str], title: str, path: str | Path,
              figsize: tuple[float, float] | None, dpi: int, xlabel: str = "key token",
              ylabel: str = "query token") -> Path:
-    width, height = figsize or heatmap_size(len(view.query_tokens), len(view.key_tokens))
+    width, height = figsize or heatmap_size(len(queries), len(keys))
     figure = new_figure(width, height, dpi)
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(float(matrix.max()), 1e-9), aspect="auto",
                         interpolation="nearest")
-    axes.set_xticks(range(len(view.key_tokens)), [plain_text(t) for t in view.key_tokens], rotation=90, fontsize=8)
-    axes.set_yticks(range(len(view.query_tokens)), [plain_text(t) for t in view.query_tokens], fontsize=8)
+    axes.set_xticks(range(len(keys)), [plain_text(t) for t in keys], rotation=90, fontsize=8)
+    axes.set_yticks(range(len(queries)), [plain_text(t) for t in queries], fontsize=8)
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(plain_text(title), fontsize=10)

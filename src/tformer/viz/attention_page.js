@@ -1,8 +1,10 @@
 // The attention page: queries on the left, keys on the right, one line per (query, key) pair whose attention
 // weight is above the threshold, one colour per head. Plain ES2017, no libraries.
 //
-// The data is JSON: {threshold, views: [{name, queryTokens, keyTokens, weights}]}, where
-// weights[layer][head][query][key] is how much that query attends to that key.
+// The data is JSON: {threshold, views: [{name, queryTokens, keyTokens, layerKeyTokens, layerNames, weights}]},
+// where weights[layer][head][query][key] is how much that query attends to that key. A layer named in
+// layerKeyTokens has its own keys (a memory-compressed layer's slots, "tokens 0–2: the cat sat"); every other
+// layer's keys are keyTokens. layerNames label the layer selector ("1 (compressed)").
 "use strict";
 
 const DATA = JSON.parse(document.getElementById("attention-data").textContent);
@@ -42,6 +44,13 @@ function headColour(head) {
 
 function currentView() {
   return DATA.views[state.view];
+}
+
+// The keys of the selected layer: its own labels when it has them, else the view's key tokens.
+function currentKeys() {
+  const view = currentView();
+  const own = view.layerKeyTokens && view.layerKeyTokens[String(state.layer)];
+  return own || view.keyTokens;
 }
 
 function fillSelect(select, labels, selected) {
@@ -116,10 +125,17 @@ function showView(index) {
   state.layer = Math.min(state.layer, layers - 1);
   state.heads = new Set(range(heads));
   state.focus = null;
-  fillSelect(elements.layerSelect, range(layers).map(String), state.layer);
+  fillSelect(elements.layerSelect, view.layerNames || range(layers).map(String), state.layer);
   elements.headBoxes.replaceChildren(...range(heads).map(headBox));
   elements.queryColumn.replaceChildren(...view.queryTokens.map((t, i) => tokenElement(t, "query", i)));
-  elements.keyColumn.replaceChildren(...view.keyTokens.map((t, i) => tokenElement(t, "key", i)));
+  showLayer(state.layer);
+}
+
+// Select a layer: its key column (a compressed layer's keys differ from the others') and its lines.
+function showLayer(layer) {
+  state.layer = layer;
+  if (state.focus !== null && state.focus.side === "key") state.focus = null;
+  elements.keyColumn.replaceChildren(...currentKeys().map((t, i) => tokenElement(t, "key", i)));
   draw();
 }
 
@@ -150,13 +166,13 @@ function describeLine(event) {
   const view = currentView();
   const [head, query, key] = [line.dataset.head, line.dataset.query, line.dataset.key].map(Number);
   const weight = view.weights[state.layer][head][query][key];
-  elements.lineInfo.textContent = `head ${head}: ${view.queryTokens[query]} \u2192 ${view.keyTokens[key]} = ${weight}`;
+  elements.lineInfo.textContent = `head ${head}: ${view.queryTokens[query]} \u2192 ${currentKeys()[key]} = ${weight}`;
 }
 
 // One line per (head, query, key) with weight above the threshold, for the selected layer and heads.
 function draw() {
   const view = currentView();
-  const rows = Math.max(view.queryTokens.length, view.keyTokens.length);
+  const rows = Math.max(view.queryTokens.length, currentKeys().length);
   elements.svg.setAttribute("width", String(LINES_WIDTH));
   elements.svg.setAttribute("height", String(rows * ROW_HEIGHT));
   const lines = document.createDocumentFragment(); // not an array: spreading 100k lines overflows the stack
@@ -179,10 +195,7 @@ function draw() {
 function setUp() {
   fillSelect(elements.viewSelect, DATA.views.map((view) => view.name), 0);
   elements.viewSelect.addEventListener("change", () => showView(Number(elements.viewSelect.value)));
-  elements.layerSelect.addEventListener("change", () => {
-    state.layer = Number(elements.layerSelect.value);
-    draw();
-  });
+  elements.layerSelect.addEventListener("change", () => showLayer(Number(elements.layerSelect.value)));
   elements.svg.addEventListener("mouseover", describeLine);
   elements.threshold.value = String(state.threshold);
   elements.threshold.addEventListener("input", () => {

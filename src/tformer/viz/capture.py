@@ -1,7 +1,9 @@
 """Attention weights of one input, as named views (queries x keys with their token strings) for any family.
 
 BERT reads [CLS] A [SEP] (B [SEP]): one "self-attention" view, and for a pair also "A -> B" (A's tokens asking,
-B's answering: a sub-block of the same weights) and "B -> A". GPT: one causal "self-attention" view. The
+B's answering: a sub-block of the same weights) and "B -> A". GPT: one causal "self-attention" view; with a
+T-DMCA pattern (`attention_pattern="LMLML"`) a local layer's weights are N x N (banded), a memory-compressed layer's
+N x (first + N // c), its keys labelled by the tokens each slot summarises ("tokens 0–2: the cat sat"). The
 encoder-decoder reads `text` as the source and `target` (or its own greedy translation) in the decoder:
 "encoder self-attention", "decoder self-attention" and "cross-attention" (decoder tokens ask, source tokens answer).
 RNNsearch (family rnn) has no self-attention: its one view is "cross-attention", the alignment (1 layer, 1 head).
@@ -18,6 +20,7 @@ from torch import Tensor
 
 from tformer.generation import generate
 from tformer.generation.state import is_encoder_decoder
+from tformer.layers.compressed_attention import compressed_key_labels
 from tformer.models import BERT, GPT, TransformerModel
 from tformer.models.base import check_encoded_text
 from tformer.models.heads import TaskModel
@@ -28,8 +31,9 @@ from tformer.viz.page import AttentionView
 def capture_attention(model: TransformerModel, tokenizer: Tokenizer, text: str, pair: str | None = None, *,
                       target: str | None = None) -> list[AttentionView]:
     """The model's attention weights on `text` (and `pair`, BERT; `target`, encoder-decoder) as views whose
-    weights are (layers, heads, queries, keys) numpy arrays, each row a softmax that sums to 1 (sub-blocks of a
-    pair excepted)."""
+    weights are (layers, heads, queries, keys) numpy arrays (one (heads, queries, keys) array per layer where the
+    layers' keys differ: a T-DMCA's compressed layers), each row a softmax that sums to 1 (sub-blocks of a pair
+    excepted)."""
     backbone = model.backbone if isinstance(model, TaskModel) else model
     if pair is not None and not isinstance(backbone, BERT):
         raise ValueError(f"a sentence pair is for BERT models; this model is {backbone.config.family}")
@@ -42,10 +46,7 @@ def capture_attention(model: TransformerModel, tokenizer: Tokenizer, text: str, 
             if isinstance(backbone, BERT):
                 return _bert_views(backbone, tokenizer, text, pair)
             if isinstance(backbone, GPT):
-                encoding = encode_checked(tokenizer, backbone, text, "text")
-                out = backbone(_ids(encoding.ids, backbone), output_attentions=True)
-                tokens = readable_tokens(tokenizer, encoding.ids)
-                return [AttentionView("self-attention", tokens, tokens, _stack(out.attentions))]
+                return [_gpt_view(backbone, tokenizer, text)]
             if is_encoder_decoder(backbone):  # EncoderDecoder, RNNSearch
                 return _encoder_decoder_views(backbone, tokenizer, text, target)
     finally:
@@ -105,6 +106,32 @@ def _stack(attentions: tuple[Tensor, ...] | None) -> np.ndarray:
     """Per-layer (1, heads, queries, keys) weights -> one (layers, heads, queries, keys) float32 array."""
     assert attentions is not None
     return torch.stack([a[0] for a in attentions]).float().cpu().numpy()
+
+
+def _gpt_view(model: GPT, tokenizer: Tokenizer, text: str) -> AttentionView:
+    """GPT's causal view. With a T-DMCA pattern each layer is named by its kind, and a memory-compressed layer's
+    keys are its slots (`compressed_key_labels`: "first (token 0: the)", "tokens 0–2: the cat sat", ...), so where
+    the layers' key counts differ the weights are one (heads, N, keys) array per layer."""
+    encoding = encode_checked(tokenizer, model, text, "text")
+    attentions = [block.self_attention for block in model.decoder.blocks]
+    compressions = {layer: attention.compress.compression for layer, attention in enumerate(attentions)
+                    if attention.kind == "compressed"}
+    needed = max(compressions.values(), default=1)
+    if len(encoding.ids) < needed:
+        raise ValueError(f"the text is {len(encoding.ids)} tokens long but this model's compressed layers read groups "
+                         f"of {needed} (compression={needed}): give a text of at least {needed} tokens")
+    out = model(_ids(encoding.ids, model), output_attentions=True)
+    tokens = readable_tokens(tokenizer, encoding.ids)
+    if all(attention.kind == "full" for attention in attentions):
+        return AttentionView("self-attention", tokens, tokens, _stack(out.attentions))
+    # byte-level, SentencePiece and character pieces carry their own spaces: a slot's text is them joined as they are
+    separator = "" if type(tokenizer.backend.decoder).__name__ in ("ByteLevel", "Metaspace", "Fuse") else " "
+    layer_keys = {layer: compressed_key_labels(tokens, c, separator=separator) for layer, c in compressions.items()}
+    assert out.attentions is not None
+    weights = [a[0].float().cpu().numpy() for a in out.attentions]
+    same_keys = len({w.shape for w in weights}) == 1
+    return AttentionView("self-attention", tokens, tokens, np.stack(weights) if same_keys else weights, layer_keys,
+                         {layer: attention.kind for layer, attention in enumerate(attentions)})
 
 
 def _bert_views(model: BERT, tokenizer: Tokenizer, text: str, pair: str | None) -> list[AttentionView]:
