@@ -56,10 +56,11 @@ def test_json_is_one_line_with_every_figure(gpt_dir: Path, text_file: Path, caps
     shown = json.loads(out)
     expected = tformer.evaluate_lm(gpt_dir, text=TEXT, max_length=16, stride=8)
     assert shown["tokens"] == expected.tokens == len(TEXT) - 1
-    assert (shown["bytes"], shown["chars"]) == (len(TEXT), len(TEXT))
+    assert (shown["bytes"], shown["chars"]) == (len(TEXT) - 1, len(TEXT) - 1)  # the first is context only
+    assert (shown["text_bytes"], shown["text_chars"]) == (len(TEXT), len(TEXT))
     assert shown["loss"] == pytest.approx(expected.loss)
     assert shown["perplexity"] == pytest.approx(math.exp(expected.loss))
-    assert shown["bits_per_byte"] == pytest.approx(expected.nll / math.log(2) / len(TEXT))
+    assert shown["bits_per_byte"] == pytest.approx(expected.nll / math.log(2) / (len(TEXT) - 1))
     assert shown["bits_per_char"] == shown["bits_per_byte"]  # ASCII: a byte per character
     assert shown["tokens_per_s"] > 0 and (shown["max_length"], shown["stride"]) == (16, 8)
 

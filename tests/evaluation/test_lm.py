@@ -100,6 +100,8 @@ def test_strided_loss_equals_transformers_perplexity_guide(hf_lm: tuple[Any, Pat
 
     result = tformer.evaluate_lm(folder, text_files, max_length=max_length, stride=stride, batch_size=3)
     assert result.tokens == tokens == ids.size(1) - 1  # every token but the first, once
+    first = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json")).decode(ids[0, :1])
+    assert result.bytes == result.text_bytes - len(first.encode()) and first == "The"
     assert result.loss == pytest.approx(nll / tokens, abs=1e-4)
     assert result.perplexity == pytest.approx(math.exp(nll / tokens), rel=1e-4)
 
@@ -137,20 +139,24 @@ def test_stride_one_gives_every_token_its_full_context(hf_lm: tuple[Any, Path], 
     assert result.nll == pytest.approx(nll, rel=1e-5)
 
 
-def test_bits_per_byte_and_per_char_of_a_uniform_model() -> None:
-    """Zero weights give zero logits: p = 1/16 for every token, 4 bits each, whatever the context."""
+@pytest.mark.parametrize("max_length, stride, context", [(64, 32, "n"), (5, 5, "n ,vf")])
+def test_bits_per_byte_and_per_char_of_a_uniform_model(max_length: int, stride: int, context: str) -> None:
+    """Zero weights give zero logits: p = 1/16 for every token, 4 bits each, whatever the context. The tokens
+    that are context only (the first; with stride = max-length the first of each window) are not in the bytes."""
     text = "naïve café, naïve café"  # 22 characters, 26 UTF-8 bytes (ï and é are 2 bytes each)
     tok = Tokenizer.train(iter([text]), kind="char", special_tokens=[])
     model = tformer.build_model(ModelConfig.preset("gpt2-tiny", vocab_size=16, bos_token_id=None, eos_token_id=None))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
-    result = tformer.evaluate_lm(model, text=text, tokenizer=tok, max_length=64)
-    assert (result.tokens, result.chars, result.bytes) == (21, 22, 26)  # the first character is not scored
+    result = tformer.evaluate_lm(model, text=text, tokenizer=tok, max_length=max_length, stride=stride)
+    scored = 22 - len(context)  # windows at 0, 5, 10, 15, 20 begin with n, " ", ",", v, f: one byte each
+    assert (result.tokens, result.chars, result.bytes) == (scored, scored, 26 - len(context))
+    assert (result.text_chars, result.text_bytes) == (22, 26)
     assert result.loss == pytest.approx(math.log(16))
     assert result.perplexity == pytest.approx(16)
-    assert result.bits_per_byte == pytest.approx(21 * 4 / 26)
-    assert result.bits_per_char == pytest.approx(21 * 4 / 22)
+    assert result.bits_per_byte == pytest.approx(scored * 4 / (26 - len(context)))
+    assert result.bits_per_char == pytest.approx(4.0)
 
 
 def test_batching_and_kept_logits_do_not_change_an_attention_pattern_model(bpe: Tokenizer) -> None:
@@ -241,5 +247,5 @@ def test_val_fraction_scores_the_held_out_end_of_the_text(hf_lm: tuple[Any, Path
     text = join_texts(TEXTS)
     tail = split_train_val(text, 0.25)[1]
     result = tformer.evaluate_lm(hf_lm[1], text_files, val_fraction=0.25, max_length=16)
-    assert result.chars == len(tail)
+    assert result.text_chars == len(tail)
     assert result.nll == tformer.evaluate_lm(hf_lm[1], text=tail, max_length=16).nll

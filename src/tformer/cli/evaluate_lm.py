@@ -28,7 +28,8 @@ def _evaluate_lm_command(args: argparse.Namespace) -> None:
 
 
 def report(result: LMEvaluation) -> str:
-    """Two lines: the figures, then what was scored and how fast."""
+    """Two lines: the figures, then what was scored (the bytes and characters of the scored tokens, the context-only
+    ones left out) and how fast."""
     pseudo = "pseudo-" if result.mlm else ""
     figures = (f"{pseudo}loss {result.loss:.4f} nats/token  {pseudo}perplexity {result.perplexity:.4g}  "
                f"bits/byte {result.bits_per_byte:.4f}  bits/char {result.bits_per_char:.4f}")
@@ -36,8 +37,8 @@ def report(result: LMEvaluation) -> str:
         how = f"each masked in turn, {result.windows:,} blocks of up to {result.max_length - 2} in [CLS] ... [SEP]"
     else:
         how = f"{result.windows:,} windows, max-length {result.max_length}, stride {result.stride}"
-    scored = (f"{result.tokens:,} tokens scored ({how}); {result.bytes:,} bytes, {result.chars:,} characters; "
-              f"{result.tokens_per_s:,.0f} tokens/s")
+    scored = (f"{result.tokens:,} tokens scored ({how}): {result.bytes:,} of the text's {result.text_bytes:,} bytes, "
+              f"{result.chars:,} of its {result.text_chars:,} characters; {result.tokens_per_s:,.0f} tokens/s")
     return f"{figures}\n{scored}"
 
 
@@ -58,7 +59,7 @@ def add_evaluate_lm_command(commands: Any) -> None:  # argparse's _SubParsersAct
     lm.add_argument("--mlm", action="store_true", help="a masked LM (bert): the pseudo-perplexity, each token "
                     "masked in turn (Salazar et al. 2020), blocks of --max-length")
     lm.add_argument("--json", action="store_true", help="print one JSON line (loss, perplexity, bits_per_byte, "
-                    "bits_per_char, tokens, bytes, chars, tokens_per_s, ...)")
+                    "bits_per_char, tokens, bytes, chars, text_bytes, text_chars, tokens_per_s, ...)")
     lm.add_argument("--val-fraction", type=float, metavar="F", help="score only the last F of the text's "
                     "characters, the held-out split of `tformer prepare` and the recipes (e.g. 0.1)")
     lm.add_argument("--strip-gutenberg", action=argparse.BooleanOptionalAction, default=True,

@@ -24,8 +24,10 @@ prepared from. A relative name is looked for here, then under the data folder (`
 ../shared/data), as recipes find theirs: "wikitext-2/test.txt.gz", "gutenberg/*.txt.gz". `val_fraction` keeps the
 last part of the characters, the held-out split of `tformer prepare` and of the recipes' data.val_fraction.
 
-bits per byte = total NLL / ln 2 / UTF-8 bytes of the text, bits per character the same per code point: unlike
-the loss they do not depend on the tokenizer, so models with different vocabularies compare.
+bits per byte = total NLL / ln 2 / UTF-8 bytes of the text scored, bits per character the same per code point:
+unlike the loss they do not depend on the tokenizer, so models with different vocabularies compare. The text scored
+is the text less the tokens that are context only (the first; with stride = max_length each window's first), found
+by the tokenizer's character offsets: dividing by the whole text would lower bits per byte as fewer tokens are scored.
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ class LMEvaluation:
 
     nll: float  # sum of -log p(token | context) over the scored tokens (mlm: minus the pseudo-log-likelihood)
     tokens: int
-    bytes: int  # UTF-8 bytes of the text
+    bytes: int  # UTF-8 bytes of the text scored: the text less the tokens that are context only
     chars: int  # its characters (code points)
+    text_bytes: int  # the whole text's
+    text_chars: int
     seconds: float  # scoring only: the forwards, not loading or tokenizing
     windows: int  # forwards' windows (mlm: blocks)
     max_length: int
@@ -96,8 +100,9 @@ class LMEvaluation:
         """Every figure, for `--json`: loss, perplexity, bits_per_byte, bits_per_char, tokens, bytes, chars, ..."""
         return {"loss": self.loss, "perplexity": self.perplexity, "bits_per_byte": self.bits_per_byte,
                 "bits_per_char": self.bits_per_char, "tokens": self.tokens, "bytes": self.bytes, "chars": self.chars,
-                "tokens_per_s": self.tokens_per_s, "seconds": self.seconds, "nll": self.nll, "windows": self.windows,
-                "max_length": self.max_length, "stride": self.stride, "mlm": self.mlm}
+                "text_bytes": self.text_bytes, "text_chars": self.text_chars, "tokens_per_s": self.tokens_per_s,
+                "seconds": self.seconds, "nll": self.nll, "windows": self.windows, "max_length": self.max_length,
+                "stride": self.stride, "mlm": self.mlm}
 
 
 def evaluate_lm(model: TransformerModel | str | PathLike[str],
@@ -125,26 +130,37 @@ def evaluate_lm(model: TransformerModel | str | PathLike[str],
     assert tokenizer is not None
     check_language_model(model, mlm, name)
     max_length, stride = _window(model, max_length, stride, mlm)
-    ids = _token_ids(tokenizer, source, model, mlm)
+    ids, offsets = _token_ids(tokenizer, source, model, mlm)
     if threads is not None:
         torch.set_num_threads(threads)
     if device is not None or not given:  # a model passed in stays where it is unless a device is named
         model.to(_device(device))
+    specials = _mask_specials(tokenizer, name) if mlm else None
     was_training = model.training
     model.eval()
     try:
         began = time.perf_counter()
-        if mlm:
-            nll, tokens, windows = masked_nll(model, ids, _mask_specials(tokenizer, name), max_length, batch_size,
-                                              _show(progress))
-        else:
-            assert stride is not None
-            nll, tokens, windows = causal_nll(model, ids, max_length, stride, batch_size, _show(progress))
+        nll, tokens, windows, context = _score(model, ids, specials, max_length, stride, batch_size, _show(progress))
         seconds = time.perf_counter() - began
     finally:
         model.train(was_training)
-    return LMEvaluation(nll=nll, tokens=tokens, bytes=len(source.encode("utf-8")), chars=len(source),
-                        seconds=seconds, windows=windows, max_length=max_length, stride=stride, mlm=mlm)
+    chars, size = _text_less(source, offsets, context)
+    return LMEvaluation(nll=nll, tokens=tokens, bytes=size, chars=chars, text_bytes=len(source.encode("utf-8")),
+                        text_chars=len(source), seconds=seconds, windows=windows, max_length=max_length,
+                        stride=stride, mlm=mlm)
+
+
+def _score(model: TransformerModel, ids: Tensor, specials: tuple[int, int, int] | None, max_length: int,
+           stride: int | None, batch_size: int, progress: bool) -> tuple[float, int, int, list[int]]:
+    """NLL, tokens scored, windows (blocks) read, and the tokens that were context only."""
+    if specials is not None:
+        assert isinstance(model, BERT)
+        nll, tokens, blocks = masked_nll(model, ids, specials, max_length, batch_size, progress)
+        return nll, tokens, blocks, []
+    assert stride is not None
+    windows = sliding_windows(len(ids), max_length, stride)
+    nll, tokens = causal_nll(model, ids, windows, batch_size, progress)
+    return nll, tokens, len(windows), unscored_tokens(len(ids), windows)
 
 
 def load_language_model(path: str | PathLike[str], tokenizer: Tokenizer | None = None) -> tuple[TransformerModel,
@@ -208,14 +224,23 @@ def sliding_windows(n_tokens: int, max_length: int, stride: int) -> list[Window]
     return windows
 
 
+def unscored_tokens(n_tokens: int, windows: Sequence[Window]) -> list[int]:
+    """The tokens no window scores, context only: the first, and with stride = max_length each window's first."""
+    context, scored_to = [], 0
+    for _, first, end in windows:
+        context.extend(range(scored_to, first))
+        scored_to = end
+    context.extend(range(scored_to, n_tokens))
+    return context
+
+
 @torch.inference_mode()
-def causal_nll(model: TransformerModel, ids: Tensor, max_length: int, stride: int, batch_size: int,
-               progress: bool = False) -> tuple[float, int, int]:
-    """The summed NLL (nats) of the tokens the sliding windows score, their number and the number of windows.
+def causal_nll(model: TransformerModel, ids: Tensor, windows: Sequence[Window], batch_size: int,
+               progress: bool = False) -> tuple[float, int]:
+    """The summed NLL (nats) of the tokens `windows` (of `sliding_windows`) score, and their number.
 
     ids: (n_tokens,). Windows of one length that score as many tokens go through one forward, `batch_size` at a
     time; only the logits of the scored positions are computed (`logits_to_keep`)."""
-    windows = sliding_windows(len(ids), max_length, stride)
     device = next(model.parameters()).device
     nll = torch.zeros((), dtype=torch.float64, device=device)
     with _bar(sum(end - first for _, first, end in windows), progress) as bar:
@@ -226,7 +251,7 @@ def causal_nll(model: TransformerModel, ids: Tensor, max_length: int, stride: in
             targets = x[:, -scored:]
             nll += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
             bar.update(targets.numel())
-    return float(nll), sum(end - first for _, first, end in windows), len(windows)
+    return float(nll), sum(end - first for _, first, end in windows)
 
 
 # ---------------------------------------------------------------------------------------------- masked LM
@@ -348,8 +373,15 @@ def _window(model: TransformerModel, max_length: int | None, stride: int | None,
     return max_length, stride
 
 
-def _token_ids(tokenizer: Tokenizer, text: str, model: TransformerModel, mlm: bool) -> Tensor:
-    ids = tokenizer.encode(text, add_special_tokens=False)
+def _token_ids(tokenizer: Tokenizer, text: str, model: TransformerModel,
+               mlm: bool) -> tuple[Tensor, list[tuple[int, int]]]:
+    """The ids of the whole text (no special tokens) and each token's character span in it."""
+    try:
+        encoding = tokenizer.backend.encode(text, add_special_tokens=False)  # `encode` gives no offsets
+    except Exception:  # the Rust side raises a bare Exception; `encode` says which character is unknown
+        tokenizer.encode(text, add_special_tokens=False)
+        raise
+    ids = encoding.ids
     if len(ids) < (1 if mlm else 2):
         raise ValueError(f"the text is {len(ids)} token{'s' * (len(ids) != 1)} long; a causal LM scores each token "
                          "after the first, so give a text of at least 2 tokens")
@@ -357,7 +389,18 @@ def _token_ids(tokenizer: Tokenizer, text: str, model: TransformerModel, mlm: bo
     if top >= model.config.vocab_size:
         raise ValueError(f"the tokenizer gives id {top} but the model has only {model.config.vocab_size} token ids: "
                          "the tokenizer.json does not belong to this model")
-    return torch.tensor(ids, dtype=torch.long)
+    return torch.tensor(ids, dtype=torch.long), encoding.offsets
+
+
+def _text_less(text: str, offsets: list[tuple[int, int]], tokens: list[int]) -> tuple[int, int]:
+    """Characters and UTF-8 bytes of `text` without the character spans of `tokens` (in order; a character that
+    two tokens share, in byte-level BPE, is taken out once)."""
+    chars, size, taken_to = len(text), len(text.encode("utf-8")), 0
+    for token in tokens:
+        start, end = offsets[token]
+        piece = text[max(start, taken_to):end]
+        chars, size, taken_to = chars - len(piece), size - len(piece.encode("utf-8")), max(end, taken_to)
+    return chars, size
 
 
 def _mask_specials(tokenizer: Tokenizer, name: str) -> tuple[int, int, int]:
