@@ -7,8 +7,8 @@ without special tokens (no BOS or EOS: GPT-2's tokenizer adds none, `tformer pre
 Windows of at most `max_length` tokens begin at 0, stride, 2 * stride, ... up to the first that reaches the end.
 In each window only the tokens no earlier window scored are counted, each predicted from the tokens before it in
 the window; the others are context (the guide's labels -100). The text's first token is never scored (nothing comes
-before it). So with stride < max_length every other token is scored once, with at least max_length - stride tokens
-of context; stride = max_length gives non-overlapping windows (each window's first token is context only);
+before it). So with stride < max_length every token after the first is scored once, with at least max_length -
+stride tokens of context; stride = max_length gives non-overlapping windows (each window's first token is context only);
 stride = 1 gives each token max_length - 1 tokens of context (all before it near the start). Windows of one shape
 are batched, `batch_size` per forward.
 
