@@ -1,7 +1,7 @@
 """The `tformer` command: parses arguments, calls the library, prints one line per error.
 
 One module per command group registers its subcommands here (models, demo, prepare, generate, train, finetune,
-viz, explain); common.py holds what several of them share. None imports torch before its command runs.
+evaluate-lm, viz, explain); common.py holds what several of them share. None imports torch before its command runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import NoReturn
 from tformer import __version__
 from tformer.cli.common import split_overrides
 from tformer.cli.demo import add_demo_command
+from tformer.cli.evaluate_lm import add_evaluate_lm_command
 from tformer.cli.explain import add_explain_commands
 from tformer.cli.finetune import add_finetune_commands
 from tformer.cli.generate import add_generation_commands
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generation_commands(commands)
     add_training_commands(commands)
     add_finetune_commands(commands)
+    add_evaluate_lm_command(commands)
     add_viz_commands(commands)
     add_explain_commands(commands)
     return parser

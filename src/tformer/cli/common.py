@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from tformer.training.options import OptionError
 
@@ -33,3 +37,16 @@ def load_model_and_tokenizer(folder: str, command: str) -> tuple[TransformerMode
                                 "trained with in its folder (write it with Tokenizer.save(folder))")
     model = from_pretrained(path)
     return model, Tokenizer.from_file(tokenizer_file)
+
+
+@contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Warnings (an ignored flag...) as one line on stderr: `tformer CMD: warning: ...`."""
+
+    def show(message: Warning | str, *_: Any, **__: Any) -> None:
+        print(f"tformer {command}: warning: {message}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from tformer.cli.common import load_model_and_tokenizer
+from tformer.cli.common import load_model_and_tokenizer, one_line_warnings
 
 if TYPE_CHECKING:  # the command functions import these when they run (`tformer --help` stays light)
     from tformer.models import TransformerModel
@@ -93,7 +90,7 @@ def _load(args: argparse.Namespace, command: str) -> tuple[TransformerModel, Tok
     device = _device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    with _one_line_warnings(command):  # e.g. folder settings tformer does not apply
+    with one_line_warnings(command):  # e.g. folder settings tformer does not apply
         model, tokenizer = load_model_and_tokenizer(args.model, command)
     return model.to(device), tokenizer
 
@@ -144,19 +141,6 @@ def _check_flags(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag}={token} must be a token id >= 0")
 
 
-@contextmanager
-def _one_line_warnings(command: str) -> Iterator[None]:
-    """Warnings (an ignored flag...) as one line on stderr: `tformer CMD: warning: ...`."""
-
-    def show(message: Warning | str, *_: Any, **__: Any) -> None:
-        print(f"tformer {command}: warning: {message}", file=sys.stderr, flush=True)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = show
-        yield
-
-
 def _decode_and_print(model: TransformerModel, tokenizer: Tokenizer, ids: list[int], args: argparse.Namespace,
                       max_new_tokens: int | None, prompt_len: int) -> None:
     """Stream one greedy or sampled sequence; otherwise print every finished sequence, ranked, with scores.
@@ -179,7 +163,7 @@ def _decode_and_print(model: TransformerModel, tokenizer: Tokenizer, ids: list[i
         stop_strings=args.stop)
     settings = resolve(given, model)
     options = dict(given, max_new_tokens=max_new_tokens, tokenizer=tokenizer, compile=getattr(args, "compile", False))
-    with _one_line_warnings(args.command):
+    with one_line_warnings(args.command):
         if settings["num_beams"] == 1 and settings["num_return_sequences"] == 1:
             streamer = TextStreamer(tokenizer, prompt=ids if prompt_len == 0 else ())
             generate(model, input_ids, streamer=streamer, **options)

@@ -27,7 +27,7 @@ from tformer.data.seq2seq import ParallelCorpus, read_lines
 from tformer.data.synthetic import english_number, german_number, number_pairs, split_numbers
 from tformer.tokenization import Tokenizer
 from tformer.training.options import OptionError
-from tformer.training.recipe import Recipe
+from tformer.training.recipe import Recipe, data_root, find_data_files
 from tformer.training.streams import (
     EpochStream,
     WindowStream,
@@ -70,22 +70,8 @@ def check_text_files(recipe: Recipe, objective: str, smallest: int) -> None:
 def _files(recipe: Recipe, paths: list[str], what: str) -> list[Path]:
     if not paths:
         raise ValueError(f"data.text is empty; list the {what} text files in the recipe (relative to data.root)")
-    files: list[Path] = []
-    for pattern in paths:
-        path = recipe.data_path(pattern)
-        if any(ch in pattern for ch in "*?["):
-            matched = sorted(path.parent.glob(path.name))
-            if not matched:
-                raise FileNotFoundError(f"no file matches {path}; set data.root (or TFORMER_DATA) to the folder "
-                                        f"that holds {pattern}")
-            files.extend(matched)
-        else:
-            files.append(path)
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"data file {missing[0]} does not exist; set data.root (or TFORMER_DATA) to the "
-                                f"folder that holds it")
-    return files
+    return find_data_files(paths, [data_root(recipe.data.root)],
+                           "set data.root (or TFORMER_DATA) to the folder that holds it")
 
 
 def _tokenizer(recipe: Recipe, run_dir: Path, texts: Callable[[], Any], specials: tuple[str, ...] | None,

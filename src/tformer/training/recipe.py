@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -284,6 +285,34 @@ def data_root(root: str | None) -> Path:
         if shared.is_dir():
             return shared
     return Path.cwd()
+
+
+def find_data_files(patterns: Sequence[str], roots: Sequence[Path], hint: str) -> list[Path]:
+    """The files `patterns` name, in order: an absolute path as given, a relative one under the first of `roots`
+    that holds it; a glob (`*`, `?`, `[` in the file name) gives its matches, sorted. `hint` (how to point at
+    another folder) ends the one-line error for a pattern found under none of them."""
+    files: list[Path] = []
+    for pattern in patterns:
+        given = Path(os.path.expanduser(pattern))
+        bases = [Path()] if given.is_absolute() else list(roots)
+        globbed = any(ch in given.name for ch in "*?[")
+        found = next((matched for matched in (_matches(base / given, globbed) for base in bases) if matched), None)
+        if found is None:
+            where = " or ".join(str(base / given) for base in bases)
+            folder = next((base / given for base in bases if (base / given).is_dir()), None)
+            if folder is not None:
+                raise IsADirectoryError(f"{folder} is a folder, not a text file; name its files, e.g. "
+                                        f"{folder}/*.txt.gz")
+            raise FileNotFoundError(f"no file matches {where}; {hint}" if globbed else
+                                    f"data file {where} does not exist; {hint}")
+        files.extend(found)
+    return files
+
+
+def _matches(path: Path, globbed: bool) -> list[Path]:
+    if globbed:
+        return sorted(p for p in path.parent.glob(path.name) if p.is_file())
+    return [path] if path.is_file() else []
 
 
 def recipe_path(name_or_path: str | os.PathLike[str]) -> Path:
