@@ -1,0 +1,1 @@
+"""Evaluation of pre-trained models without fine-tuning (zero-shot task scoring: `tformer.evaluation.zero_shot`)."""
