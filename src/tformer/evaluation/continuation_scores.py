@@ -8,6 +8,7 @@ prompt. Its log-probability is the sum over its tokens t_i of log softmax(logits
 positions loses its first tokens. Sequences are sorted by length and scored `batch_size` at a time, right-padded:
 under the causal mask no real token sees the padding, and the attention mask says which positions are padding
 (a model with memory-compressed layers gets at least one compression group of positions, padded if need be).
+On a terminal a progress bar shows on stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from tformer.models import TransformerModel
 from tformer.tokenization import Tokenizer
+from tformer.training.wait_bar import wait_bar
 
 DEFAULT_BATCH_SIZE = 16
 
@@ -66,7 +68,8 @@ def score_token_ids(model: TransformerModel, sequences: Sequence[tuple[Sequence[
     shortest = model.config.compression if "M" in pattern else 1  # compressed layers read at least one whole group
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     scores: list[ContinuationScore | None] = [None] * len(sequences)
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in wait_bar(starts, total=len(starts), desc=f"scoring {len(sequences):,} answers"):
         chunk = order[start:start + batch_size]
         width = max(shortest, *(len(sequences[i][0]) for i in chunk))
         ids = torch.zeros(len(chunk), width, dtype=torch.long)
