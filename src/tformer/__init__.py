@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _LAZY = {
     "PRESETS": "tformer.config", "ModelConfig": "tformer.config",
-    "evaluate_lm": "tformer.evaluation.lm",
+    "evaluate_lm": "tformer.evaluation.lm", "evaluate_zero_shot": "tformer.evaluation.zero_shot",
     "generate": "tformer.generation",
     "from_pretrained": "tformer.interop.huggingface", "save_pretrained": "tformer.interop.huggingface",
     **{name: "tformer.models" for name in (
@@ -27,12 +27,13 @@ _LAZY = {
 __all__ = [  # the names of _LAZY, written out for tools that read __all__
     "BERT", "EncoderDecoder", "GPT", "ModelConfig", "MultipleChoice", "PRESETS", "QuestionAnswering", "RNNSearch",
     "SequenceClassification", "TokenClassification", "Tokenizer", "TransformerModel", "build_model", "evaluate_lm",
-    "from_pretrained", "generate", "save_pretrained", "with_task_head",
+    "evaluate_zero_shot", "from_pretrained", "generate", "save_pretrained", "with_task_head",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on first use
     from tformer.config import PRESETS, ModelConfig
     from tformer.evaluation.lm import evaluate_lm
+    from tformer.evaluation.zero_shot import evaluate_zero_shot
     from tformer.generation import generate
     from tformer.interop.huggingface import from_pretrained, save_pretrained
     from tformer.models import (

@@ -126,7 +126,7 @@ def evaluate_lm(model: TransformerModel | str | PathLike[str],
         raise ValueError("evaluate_lm(model, ...) with a model object needs its tokenizer=...; or pass the model "
                          "folder, which holds its tokenizer.json")
     if not isinstance(model, TransformerModel):
-        model, tokenizer = load_language_model(model, tokenizer)
+        model, tokenizer, _ = load_language_model(model, tokenizer)
     assert tokenizer is not None
     check_language_model(model, mlm, name)
     max_length, stride = _window(model, max_length, stride, mlm)
@@ -163,10 +163,10 @@ def _score(model: TransformerModel, ids: Tensor, specials: tuple[int, int, int] 
     return nll, tokens, len(windows), unscored_tokens(len(ids), windows)
 
 
-def load_language_model(path: str | PathLike[str], tokenizer: Tokenizer | None = None) -> tuple[TransformerModel,
-                                                                                                 Tokenizer]:
-    """The model of a folder (or Hub name) and the tokenizer.json beside it; a `tformer train` run folder means
-    the model it ended with, RUN/final."""
+def load_language_model(path: str | PathLike[str], tokenizer: Tokenizer | None = None
+                        ) -> tuple[TransformerModel, Tokenizer, Path]:
+    """The model of a folder (or Hub name), the tokenizer.json beside it and the folder found; a `tformer train`
+    run folder means the model it ended with, RUN/final."""
     folder = Path(path).expanduser()
     if not (folder / "config.json").exists() and (folder / "final" / "config.json").is_file():
         path = folder / "final"
@@ -174,10 +174,10 @@ def load_language_model(path: str | PathLike[str], tokenizer: Tokenizer | None =
     if tokenizer is None:
         tokenizer_file = found / "tokenizer.json"
         if not tokenizer_file.is_file():
-            raise FileNotFoundError(f"{str(tokenizer_file)!r} is missing: evaluate-lm needs the tokenizer the model "
+            raise FileNotFoundError(f"{str(tokenizer_file)!r} is missing: scoring text needs the tokenizer the model "
                                     "was trained with in its folder (write it with Tokenizer.save(folder))")
         tokenizer = Tokenizer.from_file(tokenizer_file)
-    return from_pretrained(found), tokenizer
+    return from_pretrained(found), tokenizer, found
 
 
 def check_language_model(model: TransformerModel, mlm: bool, name: str = "the model") -> None:
