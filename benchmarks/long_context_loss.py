@@ -33,6 +33,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument("--plot", type=Path, default=None, help="also draw the loss against position (log-spaced "
+                   "bins, one line per run) to this .png or .svg (needs matplotlib)")
     return p
 
 
@@ -67,6 +69,45 @@ def side_by_side(names: list[str], losses: list[PositionLoss]) -> str:
     return "\n".join(rows)
 
 
+def log_bins(window: int) -> list[int]:
+    """Bin edges 0, 1, 2, 4, 8, ... ending at `window`: the loss curve over positions, finer where it moves most."""
+    edges = [0, 1]
+    while edges[-1] < window:
+        edges.append(min(2 * edges[-1], window))
+    return edges
+
+
+def curve(loss: PositionLoss) -> list[tuple[int, int, float]]:
+    """(start, end, mean loss) of each log-spaced bin of a run's window."""
+    return [(a, b, loss.per_position[a:b].mean().item()) for a, b in pairwise(log_bins(loss.window))]
+
+
+def plot(names: list[str], losses: list[PositionLoss], path: Path) -> bool:
+    """Mean loss per log-spaced position bin, one line per run; False when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, loss in zip(names, losses, strict=True):
+        bins = curve(loss)
+        ax.plot([max(a, 0.5) if b - a == 1 else (a * b) ** 0.5 for a, b, _ in bins], [m for *_, m in bins],
+                marker="o", markersize=3, label=f"{name} (window {loss.window:,})")
+    ax.set_xscale("log")
+    ax.set_xlabel("position in the window (tokens of context before the prediction)")
+    ax.set_ylabel("validation loss (nats / token)")
+    ax.set_title("next-token loss by position")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -84,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     text = side_by_side([run.name for run in args.runs], losses)
     print(text)
     if args.json:
-        figures = {str(run): {"window": x.window, "windows": x.windows, "buckets": x.buckets, "mean": x.mean}
+        figures = {str(run): {"window": x.window, "windows": x.windows, "buckets": x.buckets, "mean": x.mean,
+                              "curve": curve(x)}
                    for run, x in zip(args.runs, losses, strict=True)}
         args.json.write_text(json.dumps(figures, indent=1))
+    if args.plot and not plot([run.name for run in args.runs], losses, args.plot):
+        print("no plot: matplotlib is not installed (pip install 'tformer[viz]')", file=sys.stderr)
     return 0
 
 

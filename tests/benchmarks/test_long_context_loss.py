@@ -51,3 +51,19 @@ def test_a_folder_that_is_not_a_finished_run_is_a_one_line_error(tmp_path: Path,
         main([str(tmp_path / "empty")])
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1 and "has no final/ model" in err
+
+
+def test_the_curve_bins_positions_log_spaced_and_the_plot_is_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from long_context_loss import log_bins, main
+
+    assert log_bins(16) == [0, 1, 2, 4, 8, 16] and log_bins(12) == [0, 1, 2, 4, 8, 12] and log_bins(1) == [0, 1]
+    run = _run(tmp_path / "full-16", 16)
+    assert main([str(run), "--max-windows", "2", "--json", str(tmp_path / "f.json"),
+                 "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    bins = json.loads((tmp_path / "f.json").read_text())[str(run)]["curve"]
+    tokens = torch.from_numpy(np.fromfile(run / "data" / "val.bin", dtype=np.uint16).astype(np.int64))
+    per_position = position_losses(tformer.from_pretrained(run / "final"), tokens, 16, max_windows=2).per_position
+    assert [(a, b) for a, b, _ in bins] == [(0, 1), (1, 2), (2, 4), (4, 8), (8, 16)]
+    assert bins[3][2] == pytest.approx(per_position[4:8].mean().item(), abs=1e-5)
