@@ -94,17 +94,20 @@ def plot(names: list[str], losses: list[PositionLoss], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, loss in zip(names, losses, strict=True):
         bins = curve(loss)
-        ax.plot([max(a, 0.5) if b - a == 1 else (a * b) ** 0.5 for a, b, _ in bins], [m for *_, m in bins],
+        # the prediction at position p reads p + 1 tokens: bin [a, b) spans a + 1 to b tokens of context
+        ax.plot([((a + 1) * b) ** 0.5 for a, b, _ in bins], [m for *_, m in bins],
                 marker="o", markersize=3, label=f"{name} (window {loss.window:,})")
     ax.set_xscale("log")
-    ax.set_xlabel("position in the window (tokens of context before the prediction)")
+    ax.set_xlabel("tokens of context the prediction reads (position in the window + 1)")
     ax.set_ylabel("validation loss (nats / token)")
     ax.set_title("next-token loss by position")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name}={getattr(args, name)} must be at least 1")
     if args.max_windows < 0 or args.batch_size < 1:
         parser.error("--max-windows must be 0 (all) or more and --batch-size at least 1")
+    if args.plot and (args.plot.suffix.lower() not in (".png", ".svg") or not args.plot.parent.is_dir()):
+        parser.error(f"--plot {args.plot}: give a .png or .svg file in a folder that exists")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -129,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                               "curve": curve(x)}
                    for run, x in zip(args.runs, losses, strict=True)}
         args.json.write_text(json.dumps(figures, indent=1))
-    if args.plot and not plot([run.name for run in args.runs], losses, args.plot):
-        print("no plot: matplotlib is not installed (pip install 'tformer[viz]')", file=sys.stderr)
+    try:
+        if args.plot and not plot([run.name for run in args.runs], losses, args.plot):
+            print("no plot: matplotlib is not installed (pip install 'tformer[viz]')", file=sys.stderr)
+    except OSError as error:
+        parser.error(f"--plot {args.plot}: cannot write it ({error.strerror})")
     return 0
 
 

@@ -67,3 +67,13 @@ def test_the_curve_bins_positions_log_spaced_and_the_plot_is_drawn(tmp_path: Pat
     per_position = position_losses(tformer.from_pretrained(run / "final"), tokens, 16, max_windows=2).per_position
     assert [(a, b) for a, b, _ in bins] == [(0, 1), (1, 2), (2, 4), (4, 8), (8, 16)]
     assert bins[3][2] == pytest.approx(per_position[4:8].mean().item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["plot.txt", "no-such-folder/plot.png"])
+def test_a_plot_path_it_cannot_write_is_refused_before_scoring(tmp_path: Path, capsys, name: str) -> None:  # noqa: ANN001
+    from long_context_loss import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path / "not-scored"), "--plot", str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1 and "give a .png or .svg" in err

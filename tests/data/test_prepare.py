@@ -209,3 +209,10 @@ def test_a_bad_tokenizer_file_is_refused_before_the_inputs_are_read(tmp_path: Pa
     monkeypatch.setattr(module, "read_text", lambda *_: pytest.fail("the inputs were read first"))
     with pytest.raises(ValueError, match="bad.json is not a tokenizer.json"):
         prepare([tmp_path / "in.txt"], tmp_path / "out", tokenizer_file=tmp_path / "bad.json", log=lambda _: None)
+
+
+def test_a_truncated_gz_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    whole = gzip.compress(("some text of a book\n" * 200).encode())
+    (tmp_path / "cut.txt.gz").write_bytes(whole[:-10])
+    with pytest.raises(ValueError, match=r"cut\.txt\.gz is a truncated or damaged \.gz file"):
+        read_text(tmp_path / "cut.txt.gz")

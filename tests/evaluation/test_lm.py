@@ -249,3 +249,23 @@ def test_val_fraction_scores_the_held_out_end_of_the_text(hf_lm: tuple[Any, Path
     result = tformer.evaluate_lm(hf_lm[1], text_files, val_fraction=0.25, max_length=16)
     assert result.text_chars == len(tail)
     assert result.nll == tformer.evaluate_lm(hf_lm[1], text=tail, max_length=16).nll
+
+
+def test_a_short_last_window_of_a_compressed_model_reads_a_whole_group(bpe: Tokenizer) -> None:
+    """With stride = max-length the last window can hold fewer tokens than the compression kernel: it begins
+    earlier (more context, the same tokens scored) instead of failing; too short a text is one line."""
+    from tformer.evaluation.lm import widened_windows
+
+    assert widened_windows([(0, 1, 16), (16, 17, 18)], 18, 16, 4) == [(0, 1, 16), (14, 17, 18)]
+    assert widened_windows([(0, 1, 3)], 3, 8, 1) == [(0, 1, 3)]
+    config = ModelConfig.preset("gpt2-tiny", vocab_size=len(bpe), attention_pattern="LM", local_block_size=4,
+                                compression=4, dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = tformer.build_model(config).eval()
+    text = "\n\n".join(TEXTS)
+    n = len(bpe.encode(text, add_special_tokens=False))
+    stride = next(s for s in range(5, 60) if n % s in (2, 3))  # the last window holds 2 or 3 tokens
+    result = tformer.evaluate_lm(model, text=text, tokenizer=bpe, max_length=stride, stride=stride)
+    assert result.tokens == sum(e - f for _, f, e in sliding_windows(n, stride, stride))
+    with pytest.raises(ValueError, match="shorter than the model's compression kernel 4"):
+        tformer.evaluate_lm(model, text="a b", tokenizer=bpe, max_length=16, stride=8)

@@ -158,3 +158,13 @@ def test_tasks_without_zero_shot_scoring_and_verbalisers_for_choices_are_refused
         evaluate_zero_shot("copa", folder, data, verbalizer=["a", "b"])
     with pytest.raises(FileNotFoundError, match="has no dev_rand_split.jsonl"):
         evaluate_zero_shot("commonsenseqa", folder, tmp_path)
+
+
+def test_an_answer_word_the_tokenizer_does_not_know_is_refused_and_the_mode_is_kept(tokenizer):
+    from tformer.evaluation.continuation_scores import continuation_ids, score_continuations
+
+    with pytest.raises(ValueError, match="' zzzunknown' has a piece this tokenizer does not know"):
+        continuation_ids(tokenizer, "the film was", " zzzunknown", 64)
+    model = tiny_gpt(tokenizer).train()
+    score_continuations(model, tokenizer, PAIRS[:1])
+    assert model.training  # scored with dropout off, handed back in the mode it came in

@@ -10,6 +10,7 @@ import os
 import shlex
 from typing import Any
 
+from tformer.cli.common import one_line_warnings
 from tformer.evaluation.zero_shot_prompts import ZERO_SHOT
 from tformer.tasks.options import FinetuneOptions
 from tformer.tasks.registry import TASKS
@@ -83,9 +84,11 @@ def _zero_shot(args: argparse.Namespace) -> None:
     from tformer.evaluation.zero_shot import evaluate_zero_shot
 
     words = None if args.verbalizer is None else args.verbalizer.split(",")
-    result = evaluate_zero_shot(args.task, args.model, args.data, max_examples=args.max_eval_examples,
-                                template=args.template, verbalizer=words, threads=args.threads, device=args.device,
-                                batch_size=DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size)
+    with one_line_warnings("evaluate"):
+        result = evaluate_zero_shot(args.task, args.model, args.data, max_examples=args.max_eval_examples,
+                                    template=args.template, verbalizer=words, threads=args.threads,
+                                    device=args.device,
+                                    batch_size=DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size)
     part = (f"the first {result.examples:,} of {result.available:,} {result.split} examples (--limit)"
             if result.examples < result.available else f"all {result.examples:,} {result.split} examples")
     print(f"{result.task} zero-shot: accuracy {result.accuracy:.4f}  (chance {result.chance:.4f}; {part})")

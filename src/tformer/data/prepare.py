@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,8 +58,12 @@ def read_text(path: str | os.PathLike, strip_gutenberg: bool = True) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"no such input file: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (EOFError, zlib.error) as error:
+        raise ValueError(f"{path} is a truncated or damaged .gz file ({error}); download or compress it "
+                         "again") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:

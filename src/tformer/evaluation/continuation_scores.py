@@ -50,6 +50,11 @@ def continuation_ids(tokenizer: Tokenizer, prompt: str, continuation: str, max_p
     if not answer:
         raise ValueError(f"the continuation {continuation!r} has no tokens in this tokenizer; pick another answer "
                          "word (--verbalizer)")
+    unknown = tokenizer.unk_token_id
+    if unknown is not None and unknown in answer and tokenizer.id_to_token(unknown) not in continuation:
+        raise ValueError(f"the continuation {continuation!r} has a piece this tokenizer does not know (it becomes "
+                         f"{tokenizer.id_to_token(unknown)}), so every such answer would score alike; pick words the "
+                         "model's vocabulary holds (--verbalizer)")
     if len(answer) >= max_positions:
         raise ValueError(f"the continuation {continuation!r} is {len(answer)} tokens, and the model reads at most "
                          f"{max_positions}; shorten it")
@@ -96,8 +101,13 @@ def score_token_ids(model: TransformerModel, sequences: Sequence[tuple[Sequence[
 
 def score_continuations(model: TransformerModel, tokenizer: Tokenizer, pairs: Sequence[tuple[str, str]],
                         batch_size: int = DEFAULT_BATCH_SIZE) -> list[ContinuationScore]:
-    """log p(continuation | prompt) of each (prompt, continuation) under the causal LM `model` (dropout off)."""
-    model.eval()
+    """log p(continuation | prompt) of each (prompt, continuation) under the causal LM `model` (dropout off while
+    it scores; the model's train/eval mode is left as it was)."""
     sequences = [continuation_ids(tokenizer, prompt, continuation, model.config.max_positions)
                  for prompt, continuation in pairs]
-    return score_token_ids(model, sequences, batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        return score_token_ids(model, sequences, batch_size)
+    finally:
+        model.train(was_training)

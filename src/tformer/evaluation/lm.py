@@ -158,7 +158,8 @@ def _score(model: TransformerModel, ids: Tensor, specials: tuple[int, int, int] 
         nll, tokens, blocks = masked_nll(model, ids, specials, max_length, batch_size, progress)
         return nll, tokens, blocks, []
     assert stride is not None
-    windows = sliding_windows(len(ids), max_length, stride)
+    windows = widened_windows(sliding_windows(len(ids), max_length, stride), len(ids), max_length,
+                              shortest_input(model))
     nll, tokens = causal_nll(model, ids, windows, batch_size, progress)
     return nll, tokens, len(windows), unscored_tokens(len(ids), windows)
 
@@ -222,6 +223,23 @@ def sliding_windows(n_tokens: int, max_length: int, stride: int) -> list[Window]
         if end == n_tokens:
             break
     return windows
+
+
+def shortest_input(model: TransformerModel) -> int:
+    """The fewest tokens one uncached forward of `model` takes: a memory-compressed layer needs a whole group."""
+    return model.config.compression if "M" in (model.config.attention_pattern or "") else 1
+
+
+def widened_windows(windows: list[Window], n_tokens: int, max_length: int, shortest: int) -> list[Window]:
+    """Each window begun early enough to hold `shortest` tokens (more context, the same tokens scored), so that a
+    short last window still goes through a T-DMCA's compressed layers; too short a text or window is one line."""
+    if shortest <= 1:
+        return windows
+    if max_length < shortest or n_tokens < shortest:
+        what = f"--max-length={max_length}" if max_length < shortest else f"the text ({n_tokens} tokens)"
+        raise ValueError(f"{what} is shorter than the model's compression kernel {shortest}: a memory-compressed "
+                         f"layer reads whole groups of {shortest} tokens; give at least {shortest}")
+    return [(min(begin, max(0, end - shortest)), first, end) for begin, first, end in windows]
 
 
 def unscored_tokens(n_tokens: int, windows: Sequence[Window]) -> list[int]:

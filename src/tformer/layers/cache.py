@@ -146,7 +146,9 @@ def visible_keys(key_positions: Tensor, positions: Tensor) -> Tensor:
 
 
 class CountingKVCache(KVCache):
-    """A cache that counts the positions each layer has stored (`lengths`, one int per layer) and whose 1/0
+    """The KV cache of incremental decoding (notes 001) that counts what it holds: `update` takes each layer's new
+    keys and values (batch, heads, new, head_dim); `lengths` is the positions each layer has stored (one int per
+    layer), and its 1/0
     attention_mask spans every position so far: `length` is the count of layer `length_layer` (0 unless a subclass
     names another), `key_length(new)` is length + new. The dynamic, local, compressed and pattern caches are such;
     the static one (its mask spans max_length) is not."""
