@@ -26,9 +26,9 @@ def _start(x: np.ndarray, y: np.ndarray, l_inf: float) -> tuple[float, float, fl
 
 def fit_power_law(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float | int | None]:
     """The best L(X) through (xs, ys): alpha, its standard error (None with fewer than 4 points: no degree of
-    freedom left), X_c, L_inf, the root-mean-square residual, and at_bound: alpha or L_inf ended on a limit of the
-    search (alpha in (1e-4, 10), L_inf in [0, min loss]), so the points do not pin that law down.
-    Raises ValueError for fewer than 3 distinct X."""
+    freedom left), X_c (None past a float) and its log, L_inf, the root-mean-square residual, and at_bound: alpha
+    or L_inf ended on a limit of the search (alpha in (1e-4, 10), L_inf in [0, min loss]), so the points do not
+    pin that law down. Raises ValueError for fewer than 3 distinct X."""
     x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
     if len(x) < 3 or len(set(x.tolist())) < 3:
         raise ValueError(f"a fit of (X_c / X)^alpha + L_inf needs 3 or more distinct X, got {len(set(x.tolist()))}")
@@ -49,6 +49,7 @@ def fit_power_law(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float |
         raise ValueError("the power-law fit did not converge from any starting point")
     (log_xc, alpha, l_inf), cov, residual = best
     se = math.sqrt(cov[1, 1]) if len(x) > 3 and np.isfinite(cov[1, 1]) else None
-    at_bound = not (1e-4 < alpha < 10.0) or l_inf <= 0.0 or l_inf >= lowest * (1 - 1e-9)
-    return {"alpha": float(alpha), "alpha_se": se, "x_c": float(math.exp(log_xc)), "l_inf": float(l_inf),
+    at_bound = not (1.001e-4 < alpha < 9.99) or l_inf <= 1e-6 * lowest or l_inf >= lowest * (1 - 1e-6)
+    x_c = math.exp(log_xc) if log_xc < 700 else None  # a near-flat law puts X_c past any float
+    return {"alpha": float(alpha), "alpha_se": se, "log_x_c": float(log_xc), "x_c": x_c, "l_inf": float(l_inf),
             "rms_residual": residual, "points": len(x), "at_bound": bool(at_bound)}

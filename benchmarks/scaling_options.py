@@ -71,6 +71,8 @@ def build_parser() -> OneLineParser:
                    "run folder per point (default runs/scaling); a rerun skips finished points, resumes the rest")
     p.add_argument("--data", default=None, help="data root the --books patterns are under (default TFORMER_DATA, "
                    "else ../shared/data); SST-2 for the zero-shot column is read from DATA/glue/SST-2")
+    p.add_argument("--estimate-only", action="store_true", help="prepare the corpus, print the measured time "
+                   "estimate of the points still to train, and stop")
     p.add_argument("--threads", type=int, default=1, help="torch threads of every run (default 1)")
     for name, kind, text in (
             ("sizes", str, "GPTs as LAYERSxD_MODELxHEADS, comma-separated"),

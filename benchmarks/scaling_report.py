@@ -36,8 +36,12 @@ def _alpha(fit: dict[str, Any]) -> str:
         return f"no fit ({fit['error']})"
     se = f" ± {fit['alpha_se']:.3f}" if fit["alpha_se"] is not None else " (no standard error: 3 points)"
     bound = "; at a bound of the search, so not pinned down by these points" if fit["at_bound"] else ""
-    return f"α = {fit['alpha']:.3f}{se}, L∞ = {fit['l_inf']:.3f}, X_c = {fit['x_c']:.3g}, rms residual " \
+    return f"α = {fit['alpha']:.3f}{se}, L∞ = {fit['l_inf']:.3f}, X_c = {_x_c(fit)}, rms residual " \
            f"{fit['rms_residual']:.4f}{bound}"
+
+
+def _x_c(fit: dict[str, Any]) -> str:
+    return f"{fit['x_c']:.3g}" if fit["x_c"] is not None else f"e^{fit['log_x_c']:.0f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -86,7 +90,7 @@ def plot(report: dict[str, Any], out: Path) -> None:
         line = axis.plot(xs, [p["val_loss"] for p in row], "o", label=f"D = {int(tokens):,} tokens")[0]
         if "error" not in fit:
             grid = np.geomspace(min(xs), max(xs), 50)
-            axis.plot(grid, power_law(grid, np.log(fit["x_c"]), fit["alpha"], fit["l_inf"]), "-",
+            axis.plot(grid, power_law(grid, fit["log_x_c"], fit["alpha"], fit["l_inf"]), "-",
                       color=line.get_color(), alpha=0.7)
     axis.set(xscale="log", xlabel="non-embedding parameters N", ylabel="validation loss (nats/token)",
              title="Loss against model size, a line per data amount")

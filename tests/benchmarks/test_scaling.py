@@ -106,3 +106,10 @@ def test_a_foreign_out_folder_too_much_data_or_changed_settings_are_refused(tmp_
 def _argv(args) -> list[str]:
     return ["--quick", "--data", str(args.data), "--books", "books/*.txt", "--sizes", "1x16x2,1x24x2,2x32x4",
             "--steps", "4", "--zero-shot-examples", "0", "--out", str(args.out), "--runs", str(args.runs)]
+
+
+def test_a_nearly_flat_law_reports_its_x_c_as_a_log_not_an_overflow() -> None:
+    from scaling_fit import fit_power_law
+
+    fit = fit_power_law([45000, 135000, 410000], [7.0041, 7.0161, 7.0017])  # 10 steps of a 10M model: no trend
+    assert fit["log_x_c"] > 709 and fit["x_c"] is None, fit  # e^709 is the largest float
