@@ -41,6 +41,7 @@ import torch
 from scaling_options import Size, parse_args
 from tformer.config import ModelConfig
 from tformer.data.prepare import prepare
+from tformer.interrupt import Interrupted
 from tformer.models import build_model
 from tformer.training import Trainer
 from tformer.training.recipe import Recipe, data_root, find_data_files, load_recipe
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"scaling.py: error: {error}", file=sys.stderr)
         return 1
+    except Interrupted as stopped:  # Ctrl-C / SIGTERM: the point in progress kept a checkpoint
+        print(f"scaling.py: {stopped}; rerun the same command to go on (finished points are skipped)", file=sys.stderr)
+        return 130
     return 0
 
 

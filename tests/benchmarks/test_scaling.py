@@ -113,3 +113,17 @@ def test_a_nearly_flat_law_reports_its_x_c_as_a_log_not_an_overflow() -> None:
 
     fit = fit_power_law([45000, 135000, 410000], [7.0041, 7.0161, 7.0017])  # 10 steps of a 10M model: no trend
     assert fit["log_x_c"] > 709 and fit["x_c"] is None, fit  # e^709 is the largest float
+
+
+def test_an_interrupted_sweep_says_in_one_line_how_to_go_on(tmp_path: Path, monkeypatch, capsys) -> None:
+    import scaling
+    from tformer.interrupt import Interrupted
+    from tformer.training import Trainer
+
+    def stop(self, **kw):
+        raise Interrupted("interrupted at step 2: checkpoint at X, continue with --resume")
+
+    monkeypatch.setattr(Trainer, "fit", stop)
+    assert scaling.main(_argv(_args(tmp_path))) == 130
+    err = capsys.readouterr().err
+    assert "rerun the same command to go on" in err and len(err.strip().splitlines()) == 1, err
