@@ -200,8 +200,8 @@ def estimate(args: Any, vocab_size: int, log: Callable[[str], Any]) -> dict[str,
             per_size[size.name] = {"step_s": step_seconds(size, args, vocab_size), "points": len(todo)}
     total = sum(v["step_s"] * v["points"] * args.steps for v in per_size.values())
     detail = ", ".join(f"{k} {v['step_s']:.3f} s/step" for k, v in per_size.items()) or "nothing to train"
-    log(f"estimate: {total / 3600:.2f} h of training at {args.threads} thread(s) ({detail}; x {args.steps} steps per "
-        "point; evaluation and zero-shot on top)")
+    log(f"estimate: {total / 3600:.2f} h ({total:.0f} s) of training at {args.threads} thread(s) ({detail}; "
+        f"x {args.steps} steps per point; evaluation and zero-shot on top)")
     return {"seconds": total, "step_seconds": {k: v["step_s"] for k, v in per_size.items()}}
 
 
