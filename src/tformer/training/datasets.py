@@ -1,7 +1,7 @@
 """From a recipe's `data` section to a tokenizer, a training stream and fixed evaluation batches.
 
 * causal_lm: the text files are prepared once (`tformer prepare`: tokenizer, train.bin, val.bin) into
-  RUN/data and read as random windows.
+  RUN/data, or data.prepared names such a folder prepared before; either is read as random windows.
 * mlm / mlm_nsp: each file is one document, cut into segments of whole lines up to half the example length;
   NSP pairs are (segment i, segment i+1) or (segment i, a random segment of another document); MLM masks 15 %
   with 80/10/10 at batch time from a generator saved in checkpoints.
@@ -111,7 +111,20 @@ def _eval_take(batches: list[dict[str, Tensor]], limit: int | None) -> list[dict
 # ---------------------------------------------------------------------------------------------- causal LM
 
 
+PREPARED_FILES = ("train.bin", "val.bin", "tokenizer.json", "meta.json")  # what data.prepared must hold
+
+
 def causal_lm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> TrainingData:
+    if recipe.data.prepared is not None:
+        out = recipe.data_path(recipe.data.prepared)  # its files are checked before the data (data_files)
+        log(f"data: training on {out} as prepared (data.prepared)")
+    else:
+        out = _prepare_into_run(recipe, run_dir, log)
+    return _window_data(recipe, out, log)
+
+
+def _prepare_into_run(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> Path:
+    """`tformer prepare` of data.text into RUN/data, unless it holds the same preparation already."""
     files = _files(recipe, recipe.data.text, "training")
     out = run_dir / "data"
     wanted = {"inputs": [str(f) for f in files], "tokenizer": recipe.data.tokenizer,
@@ -126,6 +139,11 @@ def causal_lm_data(recipe: Recipe, run_dir: Path, log: Callable[[str], Any]) -> 
         stamp.write_text(json.dumps(wanted))
     else:
         log(f"data: reusing {out} (prepared earlier for the same files and tokenizer)")
+    return out
+
+
+def _window_data(recipe: Recipe, out: Path, log: Callable[[str], Any]) -> TrainingData:
+    """Random training windows of out/train.bin, fixed evaluation batches of out/val.bin."""
     tokenizer = Tokenizer.from_file(out / "tokenizer.json")
     d = recipe.data
     train = WindowStream(str(out / "train.bin"), block_size=d.block_size, batch_size=d.batch_size,

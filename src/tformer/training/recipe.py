@@ -76,6 +76,9 @@ class DataOptions:
     text: list[str] = _help("causal_lm / mlm / mlm_nsp: text files, plain or .gz (Gutenberg headers are cut)",
                             factory=list)
     val_fraction: float = _help("causal_lm / mlm: fraction of the text held out for evaluation", 0.1)
+    prepared: str | None = _help("causal_lm: a `tformer prepare` output folder (train.bin, val.bin, tokenizer.json, "
+                                 "meta.json; relative: under data.root) to train on as it is, instead of preparing "
+                                 "data.text into RUN/data")
     train_source: str | None = _help("translation: training source file, one sentence per line")
     train_target: str | None = _help("translation: training target file, line-aligned with train_source")
     valid_source: str | None = _help("translation: validation source file")

@@ -211,6 +211,6 @@ def paths_read(recipe: Recipe) -> list[Path]:
     """Files and folders the recipe reads (data, tokenizer, starting model), which clearing a run must not delete."""
     d = recipe.data
     named = [d.train_source, d.train_target, d.valid_source, d.valid_target, d.test_source, d.test_target,
-             recipe.model.from_pretrained, d.tokenizer if d.tokenizer.endswith(".json") else None,
+             recipe.model.from_pretrained, d.prepared, d.tokenizer if d.tokenizer.endswith(".json") else None,
              *(p for p in d.text if not any(ch in p for ch in "*?["))]
     return [recipe.data_path(p) for p in named if p]

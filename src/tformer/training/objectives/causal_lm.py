@@ -9,8 +9,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from tformer.losses import IGNORE_INDEX, token_cross_entropy
-from tformer.training.datasets import TrainingData, causal_lm_data, check_text_files
+from tformer.training.datasets import PREPARED_FILES, TrainingData, causal_lm_data, check_text_files
 from tformer.training.objectives.base import Objective, mean_over
+from tformer.training.options import OptionError
 from tformer.training.recipe import Recipe
 
 
@@ -24,7 +25,18 @@ class CausalLM(Objective):
 
     @classmethod
     def check_data(cls, recipe: Recipe) -> None:
-        check_text_files(recipe, cls.name, smallest=1)
+        if recipe.data.prepared is None:
+            check_text_files(recipe, cls.name, smallest=1)
+        elif recipe.data.text:
+            raise OptionError(f"data.prepared={recipe.data.prepared} and data.text are both set; data.prepared "
+                              "trains on that folder's train.bin, so leave data.text empty (data.text=[])")
+
+    @classmethod
+    def data_files(cls, recipe: Recipe) -> list[tuple[str, Path]]:
+        if recipe.data.prepared is None:
+            return super().data_files(recipe)
+        folder = recipe.data_path(recipe.data.prepared)
+        return [("data.prepared", folder / name) for name in PREPARED_FILES]
 
     def build_data(self, run_dir: Path, log: Callable[[str], Any]) -> TrainingData:
         return causal_lm_data(self.recipe, run_dir, log)
