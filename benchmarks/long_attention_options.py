@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 # full: torch's fused SDPA (on CPU and CUDA a flash-style kernel: memory linear in N, time N^2);
 # full-explicit: the N x N weights materialised (ModelConfig.attention="explicit"), as the paper's T-D did;
@@ -32,6 +34,23 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def add_sized_options(parser: argparse.ArgumentParser, specs: Sequence[tuple[str, type, str]],
+                      defaults: dict[str, Any], quick: dict[str, Any]) -> None:
+    """One `--name` option per (name, type, help), left None so that `fill_sized_defaults` can tell a value the
+    user gave from one to fill; the help names the default and the --quick value."""
+    for name, kind, text in specs:
+        key = name.replace("-", "_")
+        parser.add_argument(f"--{name}", type=kind, default=None, help=f"{text} (default {defaults[key]}; --quick "
+                            f"{quick[key]})")
+
+
+def fill_sized_defaults(args: argparse.Namespace, defaults: dict[str, Any], quick: dict[str, Any]) -> None:
+    """The options the user left out take the --quick value under --quick, else the default."""
+    for key, value in (quick if args.quick else defaults).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
 def _choices(parser: OneLineParser, name: str, text: str, known: tuple[str, ...]) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in values if v not in known]
@@ -52,7 +71,8 @@ def _lengths(parser: OneLineParser, text: str) -> list[int]:
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="long_attention.py", description=__doc__)
+    p = OneLineParser(prog="long_attention.py", description="Peak memory and step time of a training step and of "
+                      "cached decoding against sequence length, for full, local, compressed and LMLML attention.")
     p.add_argument("--quick", action="store_true", help="a tiny model and lengths (well under a minute): a smoke run")
     p.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, among {', '.join(KINDS)}")
     p.add_argument("--modes", default=",".join(MODES), help="train (forward + backward), decode (prefill, then "
@@ -61,7 +81,7 @@ def build_parser() -> OneLineParser:
                    "long_attention.png (default docs/long_attention; a folder holding other files is refused)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the points run (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch threads in each point (default: torch's)")
-    for name, kind, text in (
+    add_sized_options(p, (
             ("lengths", str, "sequence lengths N"), ("budget-gb", float, "memory budget of one point, GB "
                                                                         "(peak minus the idle baseline)"),
             ("repeats", int, "timed training steps per point (median)"),
@@ -71,10 +91,7 @@ def build_parser() -> OneLineParser:
             ("compression", int, "memory-compressed attention kernel = stride"),
             ("point-timeout", float, "seconds a point may run before it is stopped"),
             ("d-model", int, "model width"), ("n-heads", int, "attention heads"), ("d-ff", int, "feed-forward width"),
-            ("vocab-size", int, "vocabulary")):
-        key = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=kind, default=None, help=f"{text} (default {DEFAULTS[key]}; --quick "
-                       f"{QUICK[key]})")
+            ("vocab-size", int, "vocabulary")), DEFAULTS, QUICK)
     return p
 
 
@@ -112,9 +129,7 @@ def _check_numbers(parser: OneLineParser, args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    fill_sized_defaults(args, DEFAULTS, QUICK)
     args.kinds = _choices(parser, "kinds", args.kinds, KINDS)
     args.modes = _choices(parser, "modes", args.modes, MODES)
     args.lengths = _lengths(parser, args.lengths)

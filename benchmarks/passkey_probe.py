@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from long_attention_options import OneLineParser, check_out
+from long_attention_options import OneLineParser, add_sized_options, check_out, fill_sized_defaults
 from tformer.config import ModelConfig
 from tformer.data.passkey import VOCABULARY, PasskeyTask, answer_digits, min_length, passkey_batch
 from tformer.models import build_model
@@ -51,15 +51,13 @@ def build_parser() -> OneLineParser:
     p.add_argument("--kinds", default="full,local,lmlml", help=f"comma-separated, among {', '.join(KINDS)}")
     p.add_argument("--out", required=True, help="folder for results.md and results.json (a new or empty one, "
                    "or one this probe wrote)")
-    for name, text in (("length", "row length of the probe (the last curriculum stage)"),
-                       ("start-length", "row length of the first curriculum stage"),
-                       ("steps", "optimizer steps per model, the whole curriculum"),
-                       ("tokens", "tokens per step (rows = tokens // length, at least 1)"),
-                       ("eval-rows", "unseen rows scored per length"), ("d-model", "model width"),
-                       ("n-heads", "attention heads"), ("block-size", "local attention block b")):
-        key = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=int, default=None, help=f"{text} (default {DEFAULTS[key]}; --quick "
-                       f"{QUICK[key]})")
+    add_sized_options(p, [(name, int, text) for name, text in (
+        ("length", "row length of the probe (the last curriculum stage)"),
+        ("start-length", "row length of the first curriculum stage"),
+        ("steps", "optimizer steps per model, the whole curriculum"),
+        ("tokens", "tokens per step (rows = tokens // length, at least 1)"),
+        ("eval-rows", "unseen rows scored per length"), ("d-model", "model width"),
+        ("n-heads", "attention heads"), ("block-size", "local attention block b"))], DEFAULTS, QUICK)
     p.add_argument("--digits", type=int, default=5, help="digits of the key (default 5)")
     p.add_argument("--look-back", type=int, default=1, help="local attention: earlier blocks seen (default 1)")
     p.add_argument("--compression", type=int, default=3, help="memory-compressed kernel = stride (default 3)")
@@ -73,9 +71,7 @@ def build_parser() -> OneLineParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_sized_defaults(args, DEFAULTS, QUICK)
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in args.kinds if k not in KINDS]
     if unknown or not args.kinds:

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from long_attention_options import OneLineParser, check_out
+from long_attention_options import OneLineParser, add_sized_options, check_out, fill_sized_defaults
 
 MARKER = ".written-by-scaling"  # the out folder holds this benchmark's report, which it may replace
 RUNS_MARKER = ".written-by-scaling-runs"  # the runs folder holds its prepared corpus and run folders
@@ -74,7 +74,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--estimate-only", action="store_true", help="prepare the corpus, print the measured time "
                    "estimate of the points still to train, and stop")
     p.add_argument("--threads", type=int, default=1, help="torch threads of every run (default 1)")
-    for name, kind, text in (
+    add_sized_options(p, (
             ("sizes", str, "GPTs as LAYERSxD_MODELxHEADS, comma-separated"),
             ("data-tokens", str, "training tokens available (prefixes of train.bin), comma-separated"),
             ("steps", int, "optimizer steps of every point (the token budget is steps x batch x block)"),
@@ -84,19 +84,14 @@ def build_parser() -> OneLineParser:
             ("val-fraction", float, "last fraction of the joined books held out: every point's validation text"),
             ("eval-batches", int, "validation batches (fixed windows, the same for every point)"),
             ("zero-shot-examples", int, "SST-2 dev examples scored zero-shot per point (0: no zero-shot column)"),
-            ("lr", float, "peak learning rate (cosine to a tenth, 5 %% warmup)")):
-        key = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=kind, default=None, help=f"{text} (default {DEFAULTS[key]}; --quick "
-                       f"{QUICK[key]})")
+            ("lr", float, "peak learning rate (cosine to a tenth, 5 %% warmup)")), DEFAULTS, QUICK)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_sized_defaults(args, DEFAULTS, QUICK)
     for name in ("threads", "steps", "batch_size", "block_size", "vocab_size", "eval_batches"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1")
