@@ -61,6 +61,11 @@ def continuation_ids(tokenizer: Tokenizer, prompt: str, continuation: str, max_p
     return context[-(max_positions - len(answer)):] + answer, len(answer)
 
 
+def shortest_input(model: TransformerModel) -> int:
+    """The fewest tokens one uncached forward of `model` takes: a memory-compressed layer needs a whole group."""
+    return model.config.compression if "M" in (model.config.attention_pattern or "") else 1
+
+
 @torch.no_grad()
 def score_token_ids(model: TransformerModel, sequences: Sequence[tuple[Sequence[int], int]],
                     batch_size: int = DEFAULT_BATCH_SIZE) -> list[ContinuationScore]:
@@ -69,8 +74,7 @@ def score_token_ids(model: TransformerModel, sequences: Sequence[tuple[Sequence[
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     device = next(model.parameters()).device
-    pattern = model.config.attention_pattern or ""
-    shortest = model.config.compression if "M" in pattern else 1  # compressed layers read at least one whole group
+    shortest = shortest_input(model)  # compressed layers read at least one whole group
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     scores: list[ContinuationScore | None] = [None] * len(sequences)
     starts = range(0, len(order), batch_size)
@@ -94,8 +98,8 @@ def score_token_ids(model: TransformerModel, sequences: Sequence[tuple[Sequence[
         token_logprobs = picked.gather(1, ids[rows_t, columns_t][:, None]).squeeze(1)
         sums = torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, rows_t,
                                                                                       token_logprobs.double())
-        for row, i in enumerate(chunk):
-            scores[i] = ContinuationScore(float(sums[row]), sequences[i][1])
+        for i, total in zip(chunk, sums.tolist(), strict=True):  # one copy to the host per batch
+            scores[i] = ContinuationScore(total, sequences[i][1])
     return [score for score in scores if score is not None]
 
 

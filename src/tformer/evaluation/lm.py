@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from tformer.data.prepare import join_texts, read_text, split_train_val
+from tformer.evaluation.continuation_scores import shortest_input
 from tformer.interop.huggingface import from_pretrained
 from tformer.interop.model_folder import find_model_folder
 from tformer.models import BERT, GPT, TransformerModel
@@ -223,11 +224,6 @@ def sliding_windows(n_tokens: int, max_length: int, stride: int) -> list[Window]
         if end == n_tokens:
             break
     return windows
-
-
-def shortest_input(model: TransformerModel) -> int:
-    """The fewest tokens one uncached forward of `model` takes: a memory-compressed layer needs a whole group."""
-    return model.config.compression if "M" in (model.config.attention_pattern or "") else 1
 
 
 def widened_windows(windows: list[Window], n_tokens: int, max_length: int, shortest: int) -> list[Window]:
